@@ -1,0 +1,82 @@
+"""Spotter: the one hardware-free path from int16 samples to detections.
+
+Microphone, file, stdin, evaluation and tests all call `push`; the result does not depend on chunk sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DecisionConfig, ModelSpec
+from .decision import Detection, Trigger
+from .features import LogMel
+from .model import Classifier
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, for the exit summary and `make bench`."""
+
+    features: float = 0.0
+    model: float = 0.0
+    decision: float = 0.0
+    invocations: int = 0
+
+
+class Spotter:
+    """Ring of the last `window_frames` log-mel frames; every hop the classifier scores the window and the
+    trigger decides."""
+
+    def __init__(self, classifier: Classifier, decision: DecisionConfig | None = None) -> None:
+        self.classifier = classifier
+        self.spec: ModelSpec = classifier.spec
+        self.decision = decision or self.spec.decision
+        features = self.spec.features
+        self.frontend = LogMel(features)
+        self.hop_frames = max(1, round(self.decision.hop_ms / features.step_ms))
+        self.trigger = Trigger(self.spec.labels, self.decision, features.sample_rate)
+        self.times = StageTimes()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the state of a fresh stream: zeroed ring, no history."""
+        self._ring = np.zeros((self.spec.window_frames, self.spec.features.n_mels), dtype=np.float32)
+        self._frames_seen = 0
+        self.samples_seen = 0
+        self.frontend.reset()
+        self.trigger.reset()
+        self.last_posteriors = np.zeros(len(self.spec.labels), dtype=np.float32)
+
+    def push(self, chunk: np.ndarray) -> list[Detection]:
+        """Feed int16 samples (any count); return the detections that fire within them."""
+        chunk = np.asarray(chunk).reshape(-1)
+        self.samples_seen += chunk.size
+        start = time.perf_counter()
+        frames = self.frontend.push(chunk)
+        self.times.features += time.perf_counter() - start
+        detections = []
+        window = self.spec.window_frames
+        for frame in frames:
+            self._ring[:-1] = self._ring[1:]
+            self._ring[-1] = frame
+            self._frames_seen += 1
+            if self._frames_seen < window or (self._frames_seen - window) % self.hop_frames:
+                continue
+            start = time.perf_counter()
+            self.last_posteriors = self.classifier(self._ring)
+            middle = time.perf_counter()
+            event = self.trigger.update(self.spec.features.samples_for(self._frames_seen), self.last_posteriors)
+            self.times.model += middle - start
+            self.times.decision += time.perf_counter() - middle
+            self.times.invocations += 1
+            if event is not None:
+                detections.append(event)
+        return detections
+
+    def with_decision(self, **changes: object) -> "Spotter":
+        """A fresh spotter on the same classifier with some decision settings changed."""
+        return Spotter(self.classifier, dataclasses.replace(self.decision, **changes))

@@ -1,0 +1,259 @@
+"""Fit a keyword model on a clip folder and write the finished model file with its report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from spotter import modelfile
+from spotter.config import SILENCE, UNKNOWN, ModelSpec
+from spotter.features import LogMel
+from spotter.metrics import clip_metrics
+from spotter.model import Classifier
+
+from . import architectures, export, report
+from .augment import augment_waveforms, noise_segments, spec_augment
+from .data import Pool, load_pool
+from .options import TrainConfig
+
+EVAL_EXTRA_FRACTION = 0.1
+"""Validation and test hold unknown words and silence at 10% of the keyword count each (as TensorFlow's
+speech_commands recipe does), so accuracy is comparable to the usual 12-class figure."""
+FALSE_ACCEPT_TARGET = 0.005
+"""Suggested threshold: the lowest score that at most this share of other validation clips reach."""
+
+
+@dataclass
+class EvalSet:
+    frames: np.ndarray
+    truth: np.ndarray
+
+
+@dataclass
+class Result:
+    spec: ModelSpec
+    model: keras.Model
+    tflite: bytes
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _eval_set(pool: Pool, split: str, frontend: LogMel, rng: np.random.Generator) -> EvalSet:
+    """Real clips of one split: every keyword clip, plus unknown words and silence at 10% of that count each."""
+    keyword_rows = [pool.indices(split, label) for label in pool.labels if label not in (UNKNOWN, SILENCE)]
+    keywords = np.concatenate(keyword_rows) if keyword_rows else np.zeros(0, np.int64)
+    extra = max(1, int(round(EVAL_EXTRA_FRACTION * keywords.size)))
+    rows = [keywords]
+    waves = [pool.audio[keywords].astype(np.float64)]
+    truth = [pool.label_index[keywords]]
+    if UNKNOWN in pool.labels:
+        unknown = pool.indices(split, UNKNOWN)
+        unknown = rng.choice(unknown, size=min(extra, unknown.size), replace=False) if unknown.size else unknown
+        rows.append(unknown)
+        waves.append(pool.audio[unknown].astype(np.float64))
+        truth.append(pool.label_index[unknown])
+    if SILENCE in pool.labels:
+        clips = pool.indices(split, SILENCE)
+        waves.append(pool.audio[clips].astype(np.float64))
+        count = max(0, extra - clips.size)
+        gains = np.exp(rng.uniform(np.log(0.05), np.log(1.0), count))
+        waves.append(noise_segments(pool.noise_eval, count, pool.audio.shape[1], rng) * gains[:, None])
+        truth.append(np.full(clips.size + count, pool.labels.index(SILENCE)))
+    audio = np.concatenate(waves)
+    return EvalSet(frontend.compute_batch(audio).astype(np.float32), np.concatenate(truth))
+
+
+class EpochSampler:
+    """Class-balanced epochs: `per_class` examples of every label, augmented, as log-mel frames."""
+
+    def __init__(self, pool: Pool, config: TrainConfig, frontend: LogMel) -> None:
+        self.pool = pool
+        self.config = config
+        self.frontend = frontend
+        self.rows = {label: pool.indices("train", label) for label in pool.labels}
+        silence_clips = [pool.audio[i] for i in self.rows.get(SILENCE, [])]
+        self.noise = pool.noise_train + silence_clips
+
+    def epoch(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        chosen, truth, silent = [], [], []
+        for index, label in enumerate(self.pool.labels):
+            rows = self.rows[label]
+            if label == SILENCE or rows.size == 0:
+                chosen.append(np.zeros(self.config.per_class, np.int64))
+                silent.append(np.full(self.config.per_class, label == SILENCE))
+            else:
+                replace = rows.size < self.config.per_class
+                chosen.append(rng.choice(rows, self.config.per_class, replace=replace))
+                silent.append(np.zeros(self.config.per_class, bool))
+            truth.append(np.full(self.config.per_class, index))
+        order = rng.permutation(sum(c.size for c in chosen))
+        rows = np.concatenate(chosen)[order]
+        truth_all = np.concatenate(truth)[order]
+        silent_all = np.concatenate(silent)[order]
+        frames = []
+        for start in range(0, rows.size, 512):
+            part = slice(start, start + 512)
+            waves = augment_waveforms(
+                self.pool.audio[rows[part]], silent_all[part], self.noise, self.config.augment, rng,
+                self.config.features.sample_rate,
+            )
+            feats = self.frontend.compute_batch(waves).astype(np.float32)
+            frames.append(spec_augment(feats, self.config.augment, rng))
+        return np.concatenate(frames), truth_all
+
+
+def _learning_rate(config: TrainConfig, epoch: int) -> float:
+    """Linear warm-up, then cosine decay to 1% of the peak."""
+    if epoch < config.warmup_epochs:
+        return config.learning_rate * (epoch + 1) / (config.warmup_epochs + 1)
+    progress = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
+    return config.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def suggest_thresholds(posteriors: np.ndarray, truth: np.ndarray, labels: tuple[str, ...]) -> dict[str, float]:
+    """Per keyword, the lowest threshold at which at most FALSE_ACCEPT_TARGET of other clips score above it."""
+    out = {}
+    for index, label in enumerate(labels):
+        if label in (UNKNOWN, SILENCE):
+            continue
+        others = np.sort(posteriors[truth != index, index])
+        if others.size == 0:
+            out[label] = 0.5
+            continue
+        cut = others[min(others.size - 1, int(math.floor((1 - FALSE_ACCEPT_TARGET) * others.size)))]
+        out[label] = float(np.clip(round(float(cut) + 0.005, 3), 0.5, 0.95))
+    return out
+
+
+def train(config: TrainConfig, output: Path) -> Result:
+    """Everything `spotter train` does: data, fitting with validation, export, evaluation, model file, report."""
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    frontend = LogMel(config.features)
+    window_frames = config.features.frames_for(int(config.window_ms * config.features.sample_rate / 1000))
+    window_samples = config.features.samples_for(window_frames)
+    report.console.print(f"[bold]spotter train[/]: {config.architecture} on {config.data}")
+    with report.console.status("decoding clips"):
+        pool = load_pool(
+            Path(config.data), tuple(config.labels), config.features.sample_rate, int(config.window_ms * 16),
+            config.validation_pct, config.test_pct, config.max_per_word,
+        )
+    assert pool.audio.shape[1] >= window_samples
+    summary = pool.summary()
+    report.console.print(
+        f"{pool.audio.shape[0]} clips; speakers train/validation/test: "
+        f"{summary['train']['speakers']}/{summary['validation']['speakers']}/{summary['test']['speakers']}"
+    )
+    eval_rng = np.random.default_rng(12345)
+    validation = _eval_set(pool, "validation", frontend, eval_rng)
+    test = _eval_set(pool, "test", frontend, eval_rng)
+    sampler = EpochSampler(pool, config, frontend)
+
+    first = sampler.epoch(config.seed * 1000)
+    mean = first[0].mean(axis=(0, 1))
+    std = first[0].std(axis=(0, 1)) + 1e-3
+    n_labels = len(config.labels)
+    model = architectures.build(config.architecture, window_frames, config.features.n_mels, n_labels, mean, std)
+    params = architectures.count_parameters(model)
+    multiplies = architectures.count_multiplies(model)
+    report.console.print(f"{config.architecture}: {params:,} parameters, {multiplies:,} multiplies per inference")
+    optimizer = keras.optimizers.AdamW(learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    best_accuracy, best_weights, best_epoch, history = -1.0, model.get_weights(), -1, []
+    steps = math.ceil(config.per_class * n_labels / config.batch_size)
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    with ThreadPoolExecutor(max_workers=1) as background, report.make_progress() as progress:
+        upcoming = None
+        epochs_task = progress.add_task("epochs", total=config.epochs, status="")
+        for epoch in range(config.epochs):
+            frames, truth = first if epoch == 0 else upcoming.result()  # type: ignore[union-attr]
+            if epoch + 1 < config.epochs:
+                upcoming = background.submit(sampler.epoch, config.seed * 1000 + epoch + 1)
+            frames, truth = frames[: steps * config.batch_size], truth[: steps * config.batch_size]
+            optimizer.learning_rate.assign(_learning_rate(config, epoch))
+            batch_task = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
+            fit = model.fit(
+                frames, keras.utils.to_categorical(truth, n_labels), batch_size=config.batch_size, epochs=1,
+                verbose=0, shuffle=False, callbacks=[report.BatchProgress(progress, batch_task)],
+            )
+            progress.remove_task(batch_task)
+            accuracy = float(np.mean(np.argmax(model.predict(validation.frames, batch_size=500, verbose=0), 1) == validation.truth))
+            history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][0]), "validation_accuracy": accuracy})
+            if accuracy > best_accuracy:
+                best_accuracy, best_weights, best_epoch = accuracy, model.get_weights(), epoch + 1
+            status = f"val {accuracy:.2%} (best {best_accuracy:.2%} @ {best_epoch})"
+            progress.update(epochs_task, advance=1, status=status)
+            if not report.console.is_terminal:
+                report.console.print(f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.4f}, {status}")
+    model.set_weights(best_weights)
+
+    metrics: dict[str, Any] = {"best_epoch": best_epoch, "history": history}
+    keras_val = model.predict(validation.frames, batch_size=500, verbose=0)
+    metrics["keras_validation"] = clip_metrics(validation.truth, keras_val, tuple(config.labels))
+    with report.console.status("exporting float and int8 TFLite"):
+        representative = first[0][np.random.default_rng(1).choice(first[0].shape[0], 400, replace=False)]
+        exported = {"float32": export.to_tflite(model), "int8": export.to_tflite(model, representative)}
+    base_spec = ModelSpec(
+        labels=tuple(config.labels), features=config.features, window_frames=window_frames,
+        decision=config.decision, architecture=config.architecture,
+    )
+    posteriors: dict[str, np.ndarray] = {}
+    for name, blob in exported.items():
+        classifier = Classifier(blob, base_spec)
+        for split, data in (("validation", validation), ("test", test)):
+            scores = classifier.predict(data.frames)
+            posteriors[f"{name}/{split}"] = scores
+            metrics[f"{name}_{split}"] = clip_metrics(data.truth, scores, tuple(config.labels))
+    chosen = config.quantize
+    thresholds = suggest_thresholds(posteriors[f"{chosen}/validation"], validation.truth, tuple(config.labels))
+    training = {
+        "config": config.to_dict(),
+        "data_summary": summary,
+        "parameters": params,
+        "multiplies": multiplies,
+        "seconds": round(time.time() - started, 1),
+        "keras": keras.__version__,
+    }
+    headline = {
+        "parameters": params,
+        "multiplies": multiplies,
+        "best_epoch": best_epoch,
+        **{
+            f"{q}_{s}_accuracy": metrics[f"{q}_{s}"]["accuracy"]
+            for q in exported for s in ("validation", "test")
+        },
+        "validation_recall": metrics[f"{chosen}_validation"]["recall"],
+    }
+    spec = base_spec.replace(
+        quantization=chosen,
+        decision=dataclasses.replace(config.decision, thresholds=thresholds),
+        training=training,
+        metrics=headline,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    modelfile.write(output, exported[chosen], spec)
+    stem = output.with_suffix("")
+    Path(f"{stem}.report.json").write_text(json.dumps({"training": training, "metrics": metrics}, indent=1))
+    report.save_confusion(
+        metrics[f"{chosen}_validation"], Path(f"{stem}.confusion.png"), Path(f"{stem}.confusion.json"),
+        f"{config.architecture} ({chosen}), validation speakers",
+    )
+    for name in exported:
+        for split in ("validation", "test"):
+            report.print_metrics(f"{name} {split}", metrics[f"{name}_{split}"])
+    report.console.print(f"wrote {output} ({len(exported[chosen]) // 1024} KiB) in {time.time() - started:.0f} s")
+    return Result(spec, model, exported[chosen], metrics)

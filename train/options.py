@@ -1,0 +1,44 @@
+"""Training settings, importable without TensorFlow so the command line starts fast."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from spotter.config import SILENCE, UNKNOWN, DecisionConfig, FeatureConfig
+
+from .augment import AugmentConfig
+
+ARCHITECTURE_NAMES = ("ds-cnn", "cnn-one-fstride4", "cnn-trad-fpool3")
+DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+DEFAULT_LABELS = (*DEFAULT_WORDS, UNKNOWN, SILENCE)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training choice; saved whole in the model file's metadata."""
+
+    data: str = "../shared/data/speech_commands"
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    architecture: str = "ds-cnn"
+    epochs: int = 80
+    per_class: int = 1200
+    batch_size: int = 100
+    learning_rate: float = 3e-3
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    weight_decay: float = 1e-3
+    validation_pct: float = 10.0
+    test_pct: float = 10.0
+    quantize: str = "int8"
+    seed: int = 0
+    max_per_word: int | None = None
+    steps_per_epoch: int | None = None
+    features: FeatureConfig = FeatureConfig()
+    augment: AugmentConfig = AugmentConfig()
+    decision: DecisionConfig = DecisionConfig()
+    window_ms: float = 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
