@@ -48,7 +48,7 @@ class Trigger:
     def update(self, sample: int, posteriors: np.ndarray) -> Detection | None:
         """Add the posteriors of the window ending at `sample`; return an event if one fires now."""
         self._history.append((sample, np.asarray(posteriors, dtype=np.float64)))
-        while self._history[0][0] <= sample - self._smoothing:
+        while len(self._history) > 1 and self._history[0][0] <= sample - self._smoothing:
             self._history.popleft()
         self.smoothed = np.mean([p for _, p in self._history], axis=0)
         top = int(np.argmax(self.smoothed))

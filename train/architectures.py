@@ -85,7 +85,7 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES
+assert set(ARCHITECTURES) == set(ARCHITECTURE_NAMES)
 
 
 def build(name: str, window_frames: int, n_mels: int, n_classes: int, mean: np.ndarray, std: np.ndarray) -> keras.Model:

@@ -28,6 +28,8 @@ from .options import TrainConfig
 EVAL_EXTRA_FRACTION = 0.1
 """Validation and test hold unknown words and silence at 10% of the keyword count each (as TensorFlow's
 speech_commands recipe does), so accuracy is comparable to the usual 12-class figure."""
+REPRESENTATIVE_WINDOWS = 400
+"""Augmented training windows that calibrate the int8 ranges."""
 FALSE_ACCEPT_TARGET = 0.005
 """Suggested threshold: the lowest score that at most this share of other validation clips reach."""
 
@@ -205,7 +207,8 @@ def train(config: TrainConfig, output: Path) -> Result:
     keras_val = model.predict(validation.frames, batch_size=500, verbose=0)
     metrics["keras_validation"] = clip_metrics(validation.truth, keras_val, tuple(config.labels))
     with report.console.status("exporting float and int8 TFLite"):
-        representative = first[0][np.random.default_rng(1).choice(first[0].shape[0], 400, replace=False)]
+        count = min(REPRESENTATIVE_WINDOWS, first[0].shape[0])
+        representative = first[0][np.random.default_rng(1).choice(first[0].shape[0], count, replace=False)]
         exported = {"float32": export.to_tflite(model), "int8": export.to_tflite(model, representative)}
     base_spec = ModelSpec(
         labels=tuple(config.labels), features=config.features, window_frames=window_frames,

@@ -1,0 +1,36 @@
+# spotter: every target creates the virtual environment it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data/speech_commands
+
+.PHONY: install install-runtime test train bench demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# runtime only: what a Raspberry Pi needs
+install-runtime: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+# runtime + training + tests
+install: $(BIN)/python
+	$(BIN)/pip install -q -e ".[train,test]"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# reproduces models/kws.tflite (and its report files) from $(DATA); about an hour on 2 cores
+train: install
+	$(BIN)/spotter train --data $(DATA) --architecture ds-cnn --output models/kws.tflite
+
+bench: install
+	$(BIN)/python bench/bench.py
+
+# the main job without a microphone: the default model on the shipped demo recording
+demo: install-runtime
+	$(BIN)/spotter listen --input demo/keywords.wav --quiet
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,102 @@
+"""Model files carry their spec; foreign, corrupt and future files get one clear error."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from spotter import modelfile
+from spotter.config import SPEC_VERSION, DecisionConfig, ModelSpec
+from spotter.model import Classifier
+from spotter.modelfile import ModelFileError
+
+
+def _flatbuffer(path: Path) -> bytes:
+    """The pure TFLite part of a model file: what any converter would write, without spotter metadata."""
+    data = path.read_bytes()
+    return data[: data.rindex(b"PK\x03\x04")]
+
+
+def test_spec_round_trips(shipped_model: Path, tmp_path: Path) -> None:
+    tflite = _flatbuffer(shipped_model)
+    spec = ModelSpec(labels=("a", "b", "_unknown_"), decision=DecisionConfig(thresholds={"a": 0.8}), metrics={"x": 1})
+    out = tmp_path / "m.tflite"
+    modelfile.write(out, tflite, spec)
+    assert modelfile.read_spec(out) == spec
+    assert modelfile.read_spec(out).decision.threshold_for("a") == 0.8
+
+
+def test_spec_reads_with_stdlib_only(shipped_model: Path) -> None:
+    with zipfile.ZipFile(shipped_model) as zf:
+        data = json.loads(zf.read(modelfile.SPEC_NAME))
+    assert data["labels"] == list(Classifier.load(shipped_model).spec.labels)
+    assert data["features"]["n_mels"] == 40 and data["window_frames"] == 98
+
+
+def test_foreign_tflite_is_refused(shipped_model: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.tflite"
+    plain.write_bytes(_flatbuffer(shipped_model))
+    with pytest.raises(ModelFileError, match="without spotter metadata"):
+        modelfile.read(plain)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "not a TFLite model"), (b"hello world, not a model", "not a TFLite model"), (b"RIFF\x00\x00\x00\x00WAVE", "not a TFLite")],
+)
+def test_garbage_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match=message):
+        modelfile.read(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="not found"):
+        modelfile.read(tmp_path / "nope.tflite")
+
+
+def test_truncated_model_is_refused(shipped_model: Path, tmp_path: Path) -> None:
+    data = shipped_model.read_bytes()
+    path = tmp_path / "cut.tflite"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError):
+        Classifier.load(path)
+
+
+def test_corrupt_flatbuffer_with_valid_spec_is_refused(shipped_model: Path, tmp_path: Path) -> None:
+    tflite = bytearray(_flatbuffer(shipped_model))
+    tflite[8:] = bytes(len(tflite) - 8)  # keep the identifier, zero everything else
+    path = tmp_path / "zeroed.tflite"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(modelfile.SPEC_NAME, json.dumps(modelfile.read_spec(shipped_model).to_dict()))
+    path.write_bytes(bytes(tflite) + archive.getvalue())
+    with pytest.raises(ModelFileError):
+        Classifier.load(path)
+
+
+def test_future_spec_version_is_refused(shipped_model: Path, tmp_path: Path) -> None:
+    spec = modelfile.read_spec(shipped_model).to_dict()
+    spec["version"] = SPEC_VERSION + 1
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(modelfile.SPEC_NAME, json.dumps(spec))
+    path = tmp_path / "future.tflite"
+    path.write_bytes(_flatbuffer(shipped_model) + archive.getvalue())
+    with pytest.raises(ModelFileError, match="newer than this spotter"):
+        modelfile.read(path)
+
+
+def test_spec_without_labels_is_refused(shipped_model: Path, tmp_path: Path) -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(modelfile.SPEC_NAME, json.dumps({"version": 1}))
+    path = tmp_path / "nolabels.tflite"
+    path.write_bytes(_flatbuffer(shipped_model) + archive.getvalue())
+    with pytest.raises(ModelFileError, match="no labels"):
+        modelfile.read(path)

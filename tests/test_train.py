@@ -1,0 +1,81 @@
+"""Training end to end on a small slice of the pool: a model file whose metadata reads back and whose
+interpreter agrees with the Keras model it came from."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="training tests need the train extra")
+
+from spotter import modelfile  # noqa: E402
+from spotter.model import Classifier  # noqa: E402
+from train import architectures, export  # noqa: E402
+from train.data import load_pool, split_of  # noqa: E402
+from train.fit import train  # noqa: E402
+from train.options import TrainConfig  # noqa: E402
+
+INT8_TOLERANCE = 0.1
+"""int8 posteriors may differ from the float model's by at most this much per label (one quantisation step of
+the output is 1/256; the rest comes from int8 weights and activations)."""
+
+
+@pytest.fixture(scope="module")
+def trained(speech_commands: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("train") / "tiny.tflite"
+    config = dataclasses.replace(
+        TrainConfig(), data=str(speech_commands), max_per_word=12, epochs=2, per_class=16, batch_size=16,
+        steps_per_epoch=3,
+    )
+    return train(config, out), out, config
+
+
+def test_model_file_and_report(trained) -> None:  # type: ignore[no-untyped-def]
+    result, out, config = trained
+    spec = modelfile.read_spec(out)
+    assert spec.labels == config.labels
+    assert spec.window_frames == 98 and spec.features == config.features
+    assert spec.quantization == "int8" and spec.architecture == "ds-cnn"
+    assert set(spec.decision.thresholds) == set(spec.keyword_labels)
+    assert all(0.5 <= t <= 0.95 for t in spec.decision.thresholds.values())
+    assert spec.training["config"]["epochs"] == 2
+    assert spec.training["data_summary"]["validation"]["speakers"] > 0
+    assert spec.metrics["parameters"] == architectures.count_parameters(result.model)
+    assert 0.0 <= spec.metrics["int8_validation_accuracy"] <= 1.0
+    confusion = json.loads(out.with_suffix(".confusion.json").read_text())
+    assert np.asarray(confusion["confusion"]).shape == (12, 12)
+    assert out.with_suffix(".confusion.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert len(report["metrics"]["history"]) == 2
+
+
+def test_interpreter_matches_keras(trained) -> None:  # type: ignore[no-untyped-def]
+    result, out, _ = trained
+    rng = np.random.default_rng(0)
+    windows = (rng.standard_normal((8, 98, 40)) * 2 + 8).astype(np.float32)
+    keras_out = result.model.predict(windows, verbose=0)
+    float_model = Classifier(export.to_tflite(result.model), result.spec)
+    np.testing.assert_allclose(float_model.predict(windows), keras_out, atol=1e-5)
+    int8_model = Classifier.load(out)
+    assert np.abs(int8_model.predict(windows) - keras_out).max() <= INT8_TOLERANCE
+
+
+def test_split_is_speaker_disjoint(speech_commands: Path) -> None:
+    pool = load_pool(speech_commands, max_per_word=30)
+    by_speaker: dict[str, set[str]] = {}
+    for speaker, split in zip(pool.speakers, pool.split):
+        by_speaker.setdefault(speaker, set()).add(str(split))
+    assert all(len(splits) == 1 for splits in by_speaker.values())
+    assert {"train", "validation", "test"} <= set(pool.split.tolist())
+    assert split_of("0a7c2a8d") == split_of("0a7c2a8d")
+
+
+@pytest.mark.parametrize("name", architectures.ARCHITECTURE_NAMES)
+def test_architectures_build_and_count(name: str) -> None:
+    model = architectures.build(name, 98, 40, 12, np.zeros(40), np.ones(40))
+    assert model.output_shape == (None, 12)
+    assert architectures.count_multiplies(model) > 0 and architectures.count_parameters(model) > 0
