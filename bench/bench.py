@@ -1,0 +1,130 @@
+"""`make bench`: cost and latency of the default model on a long recording.
+
+Prints CPU milliseconds per second of audio for the whole pipeline and per stage, peak RSS and start-up time of
+`spotter listen`, and the latency from the end of each keyword to its detection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spotter.cli import default_model_path  # noqa: E402
+from spotter.engine import Spotter  # noqa: E402
+from spotter.model import Classifier  # noqa: E402
+from spotter.sources import WavFile  # noqa: E402
+
+DEMO = ROOT / "demo" / "keywords.wav"
+LABELS = ROOT / "demo" / "keywords.txt"
+BLOCK_MS = 100.0
+"""Chunk size pushed per call, as a microphone delivers it."""
+REPEATS = 18
+"""The 33 s demo, repeated: about ten minutes of audio."""
+
+
+def read_labels() -> list[tuple[float, float, str]]:
+    rows = []
+    for line in LABELS.read_text().splitlines():
+        start, end, label = line.split("\t")
+        rows.append((float(start), float(end), label))
+    return rows
+
+
+def pipeline_cost(model: Path, audio: np.ndarray) -> tuple[Spotter, float, list]:  # type: ignore[type-arg]
+    spotter = Spotter(Classifier.load(model))
+    block = int(16000 * BLOCK_MS / 1000)
+    spotter.push(audio[:16000])  # warm-up: first invoke allocates
+    spotter.reset()
+    spotter.times.__init__()  # type: ignore[misc]
+    events = []
+    cpu = time.process_time()
+    for i in range(0, audio.size, block):
+        events += spotter.push(audio[i : i + block])
+    return spotter, time.process_time() - cpu, events
+
+
+def latency(events: list, spotter: Spotter, period_s: float, per_push_s: float) -> list[float]:  # type: ignore[type-arg]
+    """Fire time minus the labelled end of the word, plus waiting for the block and computing it."""
+    truth = read_labels()
+    out = []
+    for event in events:
+        t = event.offset % period_s
+        for start, end, label in truth:
+            if label == event.label and start <= t <= end + 1.0:
+                out.append(t - end + BLOCK_MS / 2000 + per_push_s)
+                break
+    return out
+
+
+def run_cli(args: list[str]) -> tuple[float, int]:
+    """Wall time and peak RSS (MiB) of one `spotter listen` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "spotter", "listen", "--quiet", *args], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) // 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=default_model_path())
+    args = parser.parse_args()
+    demo = np.concatenate(list(WavFile(DEMO, 16000)))
+    audio = np.tile(demo, REPEATS)
+    seconds = audio.size / 16000
+    spotter, cpu, events = pipeline_cost(args.model, audio)
+    t = spotter.times
+    pushes = audio.size / (16000 * BLOCK_MS / 1000)
+    per_push = (t.features + t.model + t.decision) / pushes
+    lat = latency(events, spotter, demo.size / 16000, per_push)
+    spec = spotter.spec
+    print(f"model: {args.model.name} ({spec.architecture}, {spec.quantization}), {spec.metrics.get('parameters')} "
+          f"parameters, {spec.metrics.get('multiplies')} multiplies; hop {spotter.decision.hop_ms:g} ms, "
+          f"smoothing {spotter.decision.smoothing_ms:g} ms")
+    print(f"audio: {seconds:.0f} s (demo recording x{REPEATS}), pushed in {BLOCK_MS:g} ms blocks")
+    print(f"CPU, whole pipeline: {1000 * cpu / seconds:.2f} ms per second of audio")
+    print(f"  features:  {1000 * t.features / seconds:.2f} ms/s")
+    print(f"  model:     {1000 * t.model / seconds:.2f} ms/s ({t.invocations} invokes, "
+          f"{1000 * t.model / max(1, t.invocations):.3f} ms each)")
+    print(f"  decisions: {1000 * t.decision / seconds:.3f} ms/s")
+    print(f"detections: {len(events)} ({len(events) / REPEATS:.1f} per pass of the demo)")
+    if lat:
+        print(f"latency, end of keyword to detection: median {1000 * statistics.median(lat):.0f} ms, "
+              f"90th percentile {1000 * float(np.percentile(lat, 90)):.0f} ms over {len(lat)} keywords "
+              f"(includes {BLOCK_MS / 2:g} ms average block wait)")
+    with tempfile.TemporaryDirectory() as tmp:
+        short = Path(tmp) / "short.wav"
+        with wave.open(str(short), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16000)
+            out.writeframes(bytes(3200))
+        startup = min(run_cli(["--model", str(args.model), "--input", str(short)])[0] for _ in range(3))
+        long_wav = Path(tmp) / "long.wav"
+        with wave.open(str(long_wav), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16000)
+            out.writeframes(audio.astype("<i2").tobytes())
+        wall, peak = run_cli(["--model", str(args.model), "--input", str(long_wav)])
+    print(f"start-up: {1000 * startup:.0f} ms (spotter listen on 0.1 s of audio, process start to exit)")
+    print(f"spotter listen on the {seconds:.0f} s file: {wall:.1f} s wall, peak RSS {peak} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""`spotter listen` as a user runs it: file and stdin modes, the output contract, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from spotter.sources import WavFile
+
+from .conftest import DEMO_WAV, write_wav
+
+SPOTTER = [sys.executable, "-m", "spotter"]
+
+
+def listen(*args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*SPOTTER, "listen", "--quiet", *args], input=stdin, capture_output=True, timeout=timeout)
+
+
+def events(result: subprocess.CompletedProcess[bytes]) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in result.stdout.decode().splitlines()]
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[bytes], pattern: str) -> None:
+    err = result.stderr.decode()
+    assert result.returncode != 0
+    assert "Traceback" not in err
+    assert result.stdout == b""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) >= 1 and lines[-1].startswith("spotter: ") and pattern in lines[-1], err
+
+
+@pytest.fixture(scope="module")
+def demo_pcm() -> np.ndarray:
+    return np.concatenate(list(WavFile(DEMO_WAV, 16000)))
+
+
+@pytest.fixture(scope="module")
+def file_result() -> subprocess.CompletedProcess[bytes]:
+    return listen("--input", str(DEMO_WAV))
+
+
+def test_file_mode_output_contract(file_result: subprocess.CompletedProcess[bytes]) -> None:
+    assert file_result.returncode == 0, file_result.stderr.decode()
+    found = events(file_result)
+    assert len(found) >= 8
+    for event in found:
+        assert set(event) >= {"label", "score", "offset", "timestamp"}
+        assert isinstance(event["label"], str) and event["label"] not in ("_unknown_", "_silence_")
+        assert 0.0 <= event["score"] <= 1.0 and event["offset"] > 0
+        assert event["timestamp"].endswith("+00:00") and "." in event["timestamp"]
+    err = file_result.stderr.decode().splitlines()
+    assert err[0].startswith("spotter: model kws.tflite") and "16000 Hz" in err[0]
+    assert "33.4 s of audio" in err[-1] and f"{len(found)} detections" in err[-1] and "0 dropped" in err[-1]
+
+
+def test_stdin_mode_equals_file_mode(file_result: subprocess.CompletedProcess[bytes], demo_pcm: np.ndarray) -> None:
+    piped = listen("--input", "-", stdin=demo_pcm.astype("<i2").tobytes())
+    assert piped.returncode == 0, piped.stderr.decode()
+    strip = lambda found: [(e["label"], e["score"], e["offset"]) for e in found]  # noqa: E731
+    assert strip(events(piped)) == strip(events(file_result))
+
+
+def test_other_rate_and_stereo_are_converted(file_result, demo_pcm: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    resampled = resample_poly(demo_pcm.astype(np.float64), 441, 160)
+    stereo = np.stack([resampled, resampled], axis=1).round().clip(-32768, 32767)
+    path = write_wav(tmp_path / "stereo44k.wav", stereo, 44100)
+    result = listen("--input", str(path))
+    assert result.returncode == 0, result.stderr.decode()
+    original = [(e["label"], e["offset"]) for e in events(file_result)]
+    converted = [(e["label"], e["offset"]) for e in events(result)]
+    assert [label for label, _ in converted] == [label for label, _ in original]
+    assert all(abs(a - b) <= 0.2 for (_, a), (_, b) in zip(converted, original))
+
+
+def test_threshold_overrides(file_result: subprocess.CompletedProcess[bytes]) -> None:
+    assert events(listen("--input", str(DEMO_WAV), "--threshold", "1.0")) == []
+    first = events(file_result)[0]["label"]
+    only_first_blocked = events(listen("--input", str(DEMO_WAV), "--threshold", f"{first}=1.0"))
+    assert only_first_blocked and first not in {e["label"] for e in only_first_blocked}
+    assert_one_clear_line(listen("--input", str(DEMO_WAV), "--threshold", "banana=0.5"), "no label 'banana'")
+    assert_one_clear_line(listen("--input", str(DEMO_WAV), "--threshold", "yes=high"), "expected VALUE")
+
+
+def test_bad_models(tmp_path: Path) -> None:
+    assert_one_clear_line(listen("--model", str(tmp_path / "missing.tflite"), "--input", str(DEMO_WAV)), "not found")
+    assert_one_clear_line(listen("--model", str(DEMO_WAV), "--input", str(DEMO_WAV)), "not a TFLite model")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00\x00\x00\x00TFL3" + bytes(200))
+    assert_one_clear_line(listen("--model", str(junk), "--input", str(DEMO_WAV)), "without spotter metadata")
+
+
+def test_bad_audio(tmp_path: Path) -> None:
+    assert_one_clear_line(listen("--input", str(tmp_path / "missing.wav")), "not found")
+    text = tmp_path / "text.wav"
+    text.write_text("not audio at all")
+    assert_one_clear_line(listen("--input", str(text)), "not a PCM WAV")
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(DEMO_WAV.read_bytes()[: 16000 * 2 * 3])
+    result = listen("--input", str(truncated))
+    assert_one_clear_line(result, "truncated")
+    assert "3.0 s of audio" in result.stderr.decode(), "the audio before the cut is still processed and counted"
+
+
+def test_closed_stdout_exits_quietly() -> None:
+    shell = f"{' '.join(SPOTTER)} listen --quiet --threshold 0.3 --input {DEMO_WAV} | head -1"
+    result = subprocess.run(["bash", "-c", f"set -o pipefail; {shell}"], capture_output=True, timeout=60)
+    assert len(result.stdout.decode().splitlines()) == 1
+    assert "Traceback" not in result.stderr.decode() and "Error" not in result.stderr.decode()
+    assert result.returncode == 141
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_flushes_and_exits_zero(signum: int, demo_pcm: np.ndarray) -> None:
+    proc = subprocess.Popen([*SPOTTER, "listen", "--quiet", "--input", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(demo_pcm[: 16000 * 12].astype("<i2").tobytes())
+    proc.stdin.flush()
+    time.sleep(4)  # start-up and the 12 s of audio, processed faster than real time
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert "12.0 s of audio" in err.decode()
+    assert len(out.decode().splitlines()) >= 2, "detections made before the signal are written"
+
+
+def test_sounddevice_only_for_the_microphone() -> None:
+    code = (
+        "import sys; from spotter.cli import main; "
+        f"rc = main(['listen', '--quiet', '--input', {str(DEMO_WAV)!r}]); "
+        "assert rc == 0; assert 'sounddevice' not in sys.modules, 'file mode imported sounddevice'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_info_prints_metadata() -> None:
+    result = subprocess.run([*SPOTTER, "info"], capture_output=True, timeout=60)
+    assert result.returncode == 0
+    info = json.loads(result.stdout)
+    assert info["labels"][-2:] == ["_unknown_", "_silence_"] and info["window_frames"] == 98

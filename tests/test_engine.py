@@ -1,0 +1,79 @@
+"""The engine: chunk-size invariance, reset, and real keywords found where they were spoken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spotter.engine import Spotter
+from spotter.model import Classifier
+from spotter.sources import WavFile
+
+from .conftest import DEMO_LABELS, DEMO_WAV, read_labels
+
+HIT_AFTER_END_S = 1.0
+"""A detection counts for an event if it fires between the event's start and this long after its end."""
+
+
+@pytest.fixture(scope="module")
+def classifier(shipped_model: Path) -> Classifier:
+    return Classifier.load(shipped_model)
+
+
+@pytest.fixture(scope="module")
+def demo_audio() -> np.ndarray:
+    return np.concatenate(list(WavFile(DEMO_WAV, 16000)))
+
+
+def _run(spotter: Spotter, audio: np.ndarray, sizes: list[int] | None = None, rng: np.random.Generator | None = None):  # type: ignore[no-untyped-def]
+    spotter.reset()
+    events, i = [], 0
+    while i < audio.size:
+        size = sizes[0] if sizes else int(rng.integers(1, 5000))  # type: ignore[union-attr]
+        events += spotter.push(audio[i : i + size])
+        i += size
+    return [(e.label, e.sample, round(e.score, 6)) for e in events]
+
+
+def test_chunk_size_invariance(classifier: Classifier, demo_audio: np.ndarray) -> None:
+    spotter = Spotter(classifier)
+    audio = demo_audio[: 16000 * 12]
+    reference = _run(spotter, audio, [audio.size])
+    assert reference, "the first 12 s of the demo hold several keywords"
+    for size in (1, 160, 480):
+        assert _run(spotter, audio, [size]) == reference
+    assert _run(spotter, audio, rng=np.random.default_rng(3)) == reference
+
+
+def test_offsets_are_sample_counts(classifier: Classifier, demo_audio: np.ndarray) -> None:
+    spotter = Spotter(classifier)
+    for event in spotter.push(demo_audio):
+        # events fire at the end of a complete window, on the hop grid
+        frames = (event.sample - classifier.spec.features.window_samples) // classifier.spec.features.step_samples + 1
+        assert (frames - classifier.spec.window_frames) % spotter.hop_frames == 0
+        assert event.offset == event.sample / 16000
+
+
+def test_real_keywords_at_expected_offsets(classifier: Classifier, demo_audio: np.ndarray) -> None:
+    events = Spotter(classifier).push(demo_audio)
+    truth = read_labels(DEMO_LABELS)
+    keywords = [(s, e, label) for s, e, label in truth if label in classifier.spec.keyword_labels]
+    hits = 0
+    matched: set[int] = set()
+    for start, end, label in keywords:
+        for i, event in enumerate(events):
+            if i not in matched and event.label == label and start <= event.offset <= end + HIT_AFTER_END_S:
+                matched.add(i)
+                hits += 1
+                break
+    false_alarms = len(events) - len(matched)
+    assert hits >= len(keywords) - 1, f"found {hits} of {len(keywords)}: {events}"
+    assert false_alarms <= 1, f"{false_alarms} false alarms: {events}"
+
+
+def test_silence_gives_nothing(classifier: Classifier) -> None:
+    rng = np.random.default_rng(0)
+    quiet = rng.normal(0, 30, 16000 * 5).astype(np.int16)
+    assert Spotter(classifier).push(quiet) == []
