@@ -51,10 +51,14 @@ class Trigger:
         while len(self._history) > 1 and self._history[0][0] <= sample - self._smoothing:
             self._history.popleft()
         self.smoothed = np.mean([p for _, p in self._history], axis=0)
-        top = int(np.argmax(self.smoothed))
-        if not self._can_fire[top] or self.smoothed[top] < self._thresholds[top]:
+        return self.decide(sample, self.smoothed)
+
+    def decide(self, sample: int, smoothed: np.ndarray) -> Detection | None:
+        """The firing rule on already smoothed scores; threshold sweeps replay stored scores through it."""
+        top = int(np.argmax(smoothed))
+        if not self._can_fire[top] or smoothed[top] < self._thresholds[top]:
             return None
         if self._last_fire is not None and sample - self._last_fire < self._refractory:
             return None
         self._last_fire = sample
-        return Detection(self.labels[top], float(self.smoothed[top]), sample, self.sample_rate)
+        return Detection(self.labels[top], float(smoothed[top]), sample, self.sample_rate)

@@ -31,7 +31,7 @@ class Spotter:
     """Ring of the last `window_frames` log-mel frames; every hop the classifier scores the window and the
     trigger decides."""
 
-    def __init__(self, classifier: Classifier, decision: DecisionConfig | None = None) -> None:
+    def __init__(self, classifier: Classifier, decision: DecisionConfig | None = None, record: bool = False) -> None:
         self.classifier = classifier
         self.spec: ModelSpec = classifier.spec
         self.decision = decision or self.spec.decision
@@ -40,6 +40,8 @@ class Spotter:
         self.hop_frames = max(1, round(self.decision.hop_ms / features.step_ms))
         self.trigger = Trigger(self.spec.labels, self.decision, features.sample_rate)
         self.times = StageTimes()
+        self.record = record
+        """Keep (sample, smoothed scores) of every hop in `trace`, for threshold sweeps."""
         self.reset()
 
     def reset(self) -> None:
@@ -50,6 +52,7 @@ class Spotter:
         self.frontend.reset()
         self.trigger.reset()
         self.last_posteriors = np.zeros(len(self.spec.labels), dtype=np.float32)
+        self.trace: list[tuple[int, np.ndarray]] = []
 
     def push(self, chunk: np.ndarray) -> list[Detection]:
         """Feed int16 samples (any count); return the detections that fire within them."""
@@ -69,7 +72,10 @@ class Spotter:
             start = time.perf_counter()
             self.last_posteriors = self.classifier(self._ring)
             middle = time.perf_counter()
-            event = self.trigger.update(self.spec.features.samples_for(self._frames_seen), self.last_posteriors)
+            sample = self.spec.features.samples_for(self._frames_seen)
+            event = self.trigger.update(sample, self.last_posteriors)
+            if self.record:
+                self.trace.append((sample, self.trigger.smoothed.copy()))
             self.times.model += middle - start
             self.times.decision += time.perf_counter() - middle
             self.times.invocations += 1
@@ -79,4 +85,4 @@ class Spotter:
 
     def with_decision(self, **changes: object) -> "Spotter":
         """A fresh spotter on the same classifier with some decision settings changed."""
-        return Spotter(self.classifier, dataclasses.replace(self.decision, **changes))
+        return Spotter(self.classifier, dataclasses.replace(self.decision, **changes), self.record)

@@ -68,6 +68,18 @@ def read_spec(path: Path) -> ModelSpec:
     return read(path)[1]
 
 
+def flatbuffer(data: bytes) -> bytes:
+    """The TFLite part of a model file's bytes: everything before the appended archive."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return data[: min(info.header_offset for info in zf.infolist())]
+
+
+def update_spec(path: Path, spec: ModelSpec) -> None:
+    """Rewrite a model file's spec in place (for example measured thresholds), keeping its model bytes."""
+    data, _ = read(path)
+    write(path, flatbuffer(data), spec)
+
+
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     try:

@@ -12,6 +12,9 @@ import soundfile as sf
 
 from spotter.config import SILENCE, UNKNOWN
 
+from spotter.features import LogMel
+
+from .augment import noise_segments
 from .options import DEFAULT_LABELS
 
 BACKGROUND_DIR = "_background_noise_"
@@ -19,6 +22,9 @@ SILENCE_DIR = "_silence_"
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg")
 SPLITS = ("train", "validation", "test")
 SPLIT_SALT = "spotter-split-v1:"
+EVAL_EXTRA_FRACTION = 0.1
+"""Validation and test hold unknown words and silence at 10% of the keyword count each (as TensorFlow's
+speech_commands recipe does), so accuracy is comparable to the usual 12-class figure."""
 EVAL_NOISE_FRACTION = 0.2
 """The last fifth of every background-noise file is kept for validation and test, never mixed into training."""
 
@@ -174,3 +180,33 @@ def load_pool(
         noise_train=noise_train,
         noise_eval=noise_eval,
     )
+
+
+@dataclass
+class EvalSet:
+    frames: np.ndarray
+    truth: np.ndarray
+
+
+def eval_set(pool: Pool, split: str, frontend: LogMel, rng: np.random.Generator) -> EvalSet:
+    """Real clips of one split as log-mel frames: every keyword clip, plus unknown words and silence at 10% of
+    the keyword count each (silence from the split's `_silence_` clips, topped up from held-out noise)."""
+    keyword_rows = [pool.indices(split, label) for label in pool.labels if label not in (UNKNOWN, SILENCE)]
+    keywords = np.concatenate(keyword_rows) if keyword_rows else np.zeros(0, np.int64)
+    extra = max(1, int(round(EVAL_EXTRA_FRACTION * keywords.size)))
+    waves = [pool.audio[keywords].astype(np.float64)]
+    truth = [pool.label_index[keywords]]
+    if UNKNOWN in pool.labels:
+        unknown = pool.indices(split, UNKNOWN)
+        unknown = rng.choice(unknown, size=min(extra, unknown.size), replace=False) if unknown.size else unknown
+        waves.append(pool.audio[unknown].astype(np.float64))
+        truth.append(pool.label_index[unknown])
+    if SILENCE in pool.labels:
+        clips = pool.indices(split, SILENCE)
+        waves.append(pool.audio[clips].astype(np.float64))
+        count = max(0, extra - clips.size)
+        gains = np.exp(rng.uniform(np.log(0.05), np.log(1.0), count))
+        waves.append(noise_segments(pool.noise_eval, count, pool.audio.shape[1], rng) * gains[:, None])
+        truth.append(np.full(clips.size + count, pool.labels.index(SILENCE)))
+    audio = np.concatenate(waves)
+    return EvalSet(frontend.compute_batch(audio).astype(np.float32), np.concatenate(truth))

@@ -21,23 +21,14 @@ from spotter.metrics import clip_metrics
 from spotter.model import Classifier
 
 from . import architectures, export, report
-from .augment import augment_waveforms, noise_segments, spec_augment
-from .data import Pool, load_pool
+from .augment import augment_waveforms, spec_augment
+from .data import EvalSet, Pool, eval_set, load_pool
 from .options import TrainConfig
 
-EVAL_EXTRA_FRACTION = 0.1
-"""Validation and test hold unknown words and silence at 10% of the keyword count each (as TensorFlow's
-speech_commands recipe does), so accuracy is comparable to the usual 12-class figure."""
 REPRESENTATIVE_WINDOWS = 400
 """Augmented training windows that calibrate the int8 ranges."""
 FALSE_ACCEPT_TARGET = 0.005
 """Suggested threshold: the lowest score that at most this share of other validation clips reach."""
-
-
-@dataclass
-class EvalSet:
-    frames: np.ndarray
-    truth: np.ndarray
 
 
 @dataclass
@@ -46,31 +37,6 @@ class Result:
     model: keras.Model
     tflite: bytes
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _eval_set(pool: Pool, split: str, frontend: LogMel, rng: np.random.Generator) -> EvalSet:
-    """Real clips of one split: every keyword clip, plus unknown words and silence at 10% of that count each."""
-    keyword_rows = [pool.indices(split, label) for label in pool.labels if label not in (UNKNOWN, SILENCE)]
-    keywords = np.concatenate(keyword_rows) if keyword_rows else np.zeros(0, np.int64)
-    extra = max(1, int(round(EVAL_EXTRA_FRACTION * keywords.size)))
-    rows = [keywords]
-    waves = [pool.audio[keywords].astype(np.float64)]
-    truth = [pool.label_index[keywords]]
-    if UNKNOWN in pool.labels:
-        unknown = pool.indices(split, UNKNOWN)
-        unknown = rng.choice(unknown, size=min(extra, unknown.size), replace=False) if unknown.size else unknown
-        rows.append(unknown)
-        waves.append(pool.audio[unknown].astype(np.float64))
-        truth.append(pool.label_index[unknown])
-    if SILENCE in pool.labels:
-        clips = pool.indices(split, SILENCE)
-        waves.append(pool.audio[clips].astype(np.float64))
-        count = max(0, extra - clips.size)
-        gains = np.exp(rng.uniform(np.log(0.05), np.log(1.0), count))
-        waves.append(noise_segments(pool.noise_eval, count, pool.audio.shape[1], rng) * gains[:, None])
-        truth.append(np.full(clips.size + count, pool.labels.index(SILENCE)))
-    audio = np.concatenate(waves)
-    return EvalSet(frontend.compute_batch(audio).astype(np.float32), np.concatenate(truth))
 
 
 class EpochSampler:
@@ -156,8 +122,8 @@ def train(config: TrainConfig, output: Path) -> Result:
         f"{summary['train']['speakers']}/{summary['validation']['speakers']}/{summary['test']['speakers']}"
     )
     eval_rng = np.random.default_rng(12345)
-    validation = _eval_set(pool, "validation", frontend, eval_rng)
-    test = _eval_set(pool, "test", frontend, eval_rng)
+    validation = eval_set(pool, "validation", frontend, eval_rng)
+    test = eval_set(pool, "test", frontend, eval_rng)
     sampler = EpochSampler(pool, config, frontend)
 
     first = sampler.epoch(config.seed * 1000)

@@ -1,0 +1,209 @@
+"""Streaming evaluation: ground truth in Audacity label files, scoring of detections against it, and threshold
+sweeps (DET curves) replayed from one pass over the audio.
+
+Scoring rule: a detection is a hit if its label is right and it fires between the event's start and
+HIT_AFTER_END_S after the event's end; a wrong label counts as a miss plus a false alarm; anything else is a false
+alarm. Each event takes at most one detection, each detection at most one event.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .config import BACKGROUND_LABELS, DecisionConfig
+from .decision import Detection, Trigger
+from .engine import Spotter
+
+HIT_AFTER_END_S = 1.0
+RULE = (
+    "hit: right label, fired between event start and 1.0 s after event end; "
+    "wrong label: a miss and a false alarm; any other detection: a false alarm"
+)
+TARGET_FALSE_ALARMS_PER_HOUR = 0.5
+
+
+@dataclass(frozen=True)
+class Event:
+    start: float
+    end: float
+    label: str
+
+
+class LabelFileError(ValueError):
+    """A label file that cannot be read; the message names the file and line."""
+
+
+def read_labels(path: Path) -> list[Event]:
+    """Audacity label track export: `start<TAB>end<TAB>label` per line, seconds. Blank lines and Audacity's
+    spectral-selection lines (starting with a backslash) are skipped; labels may contain spaces."""
+    events = []
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise LabelFileError(f"label file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelFileError(f"cannot read label file {path}: {exc}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("\\"):
+            continue
+        fields = line.rstrip("\r\n").split("\t")
+        if len(fields) < 2:
+            raise LabelFileError(f"{path}:{number}: expected start<TAB>end<TAB>label, got {line.strip()!r}")
+        try:
+            start, end = float(fields[0]), float(fields[1])
+        except ValueError:
+            raise LabelFileError(f"{path}:{number}: start and end must be numbers of seconds, got {line.strip()!r}") from None
+        if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
+            raise LabelFileError(f"{path}:{number}: times must be finite and not negative")
+        if end < start:
+            raise LabelFileError(f"{path}:{number}: end {end} is before start {start}")
+        label = "\t".join(fields[2:]).strip()
+        if not label:
+            raise LabelFileError(f"{path}:{number}: the label is empty")
+        events.append(Event(start, end, label))
+    return sorted(events, key=lambda e: (e.start, e.end))
+
+
+def write_labels(path: Path, events: Iterable[Event]) -> None:
+    Path(path).write_text("".join(f"{e.start:.7f}\t{e.end:.7f}\t{e.label}\n" for e in events))  # 1/16000 s needs 7 decimals
+
+
+def match(detections: list[Detection], truth: list[Event]) -> tuple[list[tuple[Event, Detection]], list[Detection], list[Event]]:
+    """Pair detections with events in time order: (hits, false alarms, misses), by the rule above."""
+    events = [e for e in truth if e.label not in BACKGROUND_LABELS]
+    taken: set[int] = set()
+    hits = []
+    unmatched = []
+    for detection in sorted(detections, key=lambda d: d.sample):
+        t = detection.offset
+        chosen = None
+        for index, event in enumerate(events):
+            if index not in taken and event.label == detection.label and event.start <= t <= event.end + HIT_AFTER_END_S:
+                chosen = index
+                break
+        if chosen is None:
+            unmatched.append(detection)
+        else:
+            taken.add(chosen)
+            hits.append((events[chosen], detection))
+    misses = [e for i, e in enumerate(events) if i not in taken]
+    return hits, unmatched, misses
+
+
+def score(detections: list[Detection], truth: list[Event], labels: Iterable[str], duration_s: float) -> dict[str, Any]:
+    """Recall, false alarms per hour and latency (fire time minus event end), per label and overall."""
+    hits, false_alarms, misses = match(detections, truth)
+    hours = duration_s / 3600.0
+
+    def summary(h: list[tuple[Event, Detection]], fa: int, events: int) -> dict[str, Any]:
+        latency = [d.offset - e.end for e, d in h]
+        return {
+            "events": events,
+            "hits": len(h),
+            "recall": len(h) / events if events else None,
+            "false_alarms": fa,
+            "false_alarms_per_hour": fa / hours if hours > 0 else None,
+            "latency_median_s": float(np.median(latency)) if latency else None,
+            "latency_p90_s": float(np.percentile(latency, 90)) if latency else None,
+        }
+
+    per_label = {}
+    for label in labels:
+        if label in BACKGROUND_LABELS:
+            continue
+        h = [(e, d) for e, d in hits if e.label == label]
+        count = sum(1 for e in truth if e.label == label)
+        per_label[label] = summary(h, sum(1 for d in false_alarms if d.label == label), count)
+    keyword_events = sum(1 for e in truth if e.label not in BACKGROUND_LABELS)
+    return {
+        "rule": RULE,
+        "duration_s": duration_s,
+        "overall": summary(hits, len(false_alarms), keyword_events),
+        "labels": per_label,
+        "misses": len(misses),
+    }
+
+
+@dataclass
+class Trace:
+    """The smoothed scores of every hop of one pass over a stream, enough to replay any threshold."""
+
+    samples: np.ndarray  # (hops,) sample index at which each hop's window ends
+    smoothed: np.ndarray  # (hops, labels)
+    sample_rate: int
+    duration_s: float
+
+
+def run_stream(spotter: Spotter, audio: np.ndarray, block: int = 1600) -> tuple[list[Detection], Trace]:
+    """One pass: the spotter's own detections and the trace of smoothed scores of every hop."""
+    spotter.record = True
+    spotter.reset()
+    detections: list[Detection] = []
+    for start in range(0, audio.size, block):
+        detections += spotter.push(audio[start : start + block])
+    rate = spotter.spec.features.sample_rate
+    samples = np.array([s for s, _ in spotter.trace], dtype=np.int64)
+    smoothed = np.array([p for _, p in spotter.trace]).reshape(len(samples), len(spotter.spec.labels))
+    return detections, Trace(samples, smoothed, rate, audio.size / rate)
+
+
+def replay(trace: Trace, labels: tuple[str, ...], decision: DecisionConfig) -> list[Detection]:
+    """What the trigger would have fired with other thresholds, from the stored smoothed scores."""
+    trigger = Trigger(labels, decision, trace.sample_rate)
+    out = []
+    for sample, smoothed in zip(trace.samples, trace.smoothed):
+        event = trigger.decide(int(sample), smoothed)
+        if event is not None:
+            out.append(event)
+    return out
+
+
+SWEEP_THRESHOLDS = np.round(np.arange(0.30, 1.0001, 0.01), 2)
+
+
+def sweep(
+    traces: list[tuple[Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig,
+    thresholds: np.ndarray = SWEEP_THRESHOLDS,
+) -> dict[str, Any]:
+    """Miss rate and false alarms per hour for every threshold (applied to all labels at once), per label,
+    replayed from the traces; a point equals a direct run at that threshold by construction."""
+    hours = sum(trace.duration_s for trace, _ in traces) / 3600.0
+    keywords = [label for label in labels if label not in BACKGROUND_LABELS]
+    curves: dict[str, dict[str, list[float]]] = {k: {"miss_rate": [], "false_alarms_per_hour": []} for k in keywords}
+    curves["overall"] = {"miss_rate": [], "false_alarms_per_hour": []}
+    for threshold in thresholds:
+        config = DecisionConfig(
+            hop_ms=decision.hop_ms, smoothing_ms=decision.smoothing_ms, refractory_ms=decision.refractory_ms,
+            thresholds={}, default_threshold=float(threshold),
+        )
+        hits: list[tuple[Event, Detection]] = []
+        false_alarms: list[Detection] = []
+        events: list[Event] = []
+        for trace, truth in traces:
+            h, fa, _ = match(replay(trace, labels, config), truth)
+            hits += h
+            false_alarms += fa
+            events += [e for e in truth if e.label not in BACKGROUND_LABELS]
+        for key in [*keywords, "overall"]:
+            n_events = sum(1 for e in events if key == "overall" or e.label == key)
+            n_hits = sum(1 for e, _ in hits if key == "overall" or e.label == key)
+            n_fa = sum(1 for d in false_alarms if key == "overall" or d.label == key)
+            curves[key]["miss_rate"].append(1.0 - n_hits / n_events if n_events else float("nan"))
+            curves[key]["false_alarms_per_hour"].append(n_fa / hours if hours else float("nan"))
+    return {"rule": RULE, "hours": hours, "thresholds": [float(t) for t in thresholds], "curves": curves}
+
+
+def operating_points(det: dict[str, Any], target: float = TARGET_FALSE_ALARMS_PER_HOUR) -> dict[str, dict[str, float]]:
+    """Per curve, the lowest threshold whose false alarms per hour are at most `target`, with its recall."""
+    out = {}
+    for key, curve in det["curves"].items():
+        for threshold, miss, fa in zip(det["thresholds"], curve["miss_rate"], curve["false_alarms_per_hour"]):
+            if fa <= target:
+                out[key] = {"threshold": threshold, "recall": 1.0 - miss, "false_alarms_per_hour": fa}
+                break
+    return out
