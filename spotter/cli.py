@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     from .train import cli as train_cli  # light: TensorFlow is imported only when training starts
+    from .train import evaluate as eval_cli
+
+    evaluate = sub.add_parser("eval", help="streaming evaluation: build streams, score models, DET curves")
+    eval_cli.add_arguments(evaluate)
 
     train = sub.add_parser("train", help="train a model (needs the training extra: pip install 'spotter[train]')")
     train_cli.add_arguments(train)
@@ -214,7 +218,7 @@ def main(argv: Iterable[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (ModelFileError, AudioError, ValueError) as exc:
+    except (ModelFileError, AudioError, ValueError, FileNotFoundError) as exc:
         print(f"spotter: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

@@ -1,0 +1,182 @@
+"""`spotter eval`: build test streams, score a model on streams (recall, false alarms per hour, latency, DET
+curves), and clip-level accuracy on a clip folder, with the same code that training uses."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spotter import evaluation, modelfile
+from spotter.engine import Spotter
+from spotter.metrics import clip_metrics
+from spotter.model import Classifier
+from spotter.sources import WavFile
+
+from .options import DEFAULT_WORDS
+
+OPERATING_FALSE_ALARMS_PER_HOUR = evaluation.TARGET_FALSE_ALARMS_PER_HOUR
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(audio.astype("<i2").tobytes())
+
+
+def labels_path(wav: Path) -> Path:
+    return wav.with_suffix(".txt")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .streams import StreamConfig, build
+
+    config = StreamConfig(
+        minutes=args.minutes, snr_db=None if args.snr == "clean" else float(args.snr),
+        negatives_only=args.negatives, split=args.split, seed=args.seed,
+    )
+    keywords = tuple(w for w in args.keywords.split(",") if w)
+    audio, events = build(Path(args.data), keywords, config)
+    out = Path(args.output)
+    write_wav(out, audio, config.sample_rate)
+    evaluation.write_labels(labels_path(out), events)
+    counted = sum(1 for e in events if e.label in keywords)
+    print(f"wrote {out} ({audio.size / config.sample_rate / 60:.1f} min, {counted} keywords, "
+          f"{len(events) - counted} other events) and {labels_path(out)}", file=sys.stderr)
+    return 0
+
+
+def _load_stream(wav: Path, rate: int) -> tuple[np.ndarray, list[evaluation.Event]]:
+    return np.concatenate(list(WavFile(wav, rate))), evaluation.read_labels(labels_path(wav))
+
+
+def save_det(det: dict[str, Any], points: dict[str, Any], png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for key, curve in det["curves"].items():
+        style = {"color": "black", "linewidth": 2.5} if key == "overall" else {"linewidth": 1}
+        ax.plot(curve["false_alarms_per_hour"], np.asarray(curve["miss_rate"]) * 100, label=key, **style)
+    if "overall" in points:
+        p = points["overall"]
+        ax.plot([p["false_alarms_per_hour"]], [(1 - p["recall"]) * 100], "o", color="red",
+                label=f"{OPERATING_FALSE_ALARMS_PER_HOUR} FA/h: threshold {p['threshold']:.2f}")
+    ax.axvline(OPERATING_FALSE_ALARMS_PER_HOUR, color="red", linestyle=":", linewidth=1)
+    ax.set_xscale("symlog", linthresh=0.5)
+    ax.set_xlabel("false alarms per hour")
+    ax.set_ylabel("miss rate (%)")
+    ax.set_ylim(0, 50)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from spotter.cli import default_model_path
+
+    model_path = Path(args.model) if args.model else default_model_path()
+    classifier = Classifier.load(model_path)
+    spec = classifier.spec
+    spotter = Spotter(classifier, record=True)
+    traces = []
+    detections_all: list[Any] = []
+    results: dict[str, Any] = {}
+    for wav in [Path(p) for p in args.streams]:
+        audio, truth = _load_stream(wav, spec.features.sample_rate)
+        detections, trace = evaluation.run_stream(spotter, audio)
+        traces.append((trace, truth))
+        detections_all.append((detections, truth, trace.duration_s))
+        results[wav.name] = evaluation.score(detections, truth, spec.labels, trace.duration_s)
+    det = evaluation.sweep(traces, spec.labels, spotter.decision)
+    points = evaluation.operating_points(det)
+    report = {"model": model_path.name, "decision": dataclasses.asdict(spotter.decision), "rule": evaluation.RULE,
+              "streams": results, "operating_points": points, "det": det}
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(report, indent=1))
+    try:
+        save_det(det, points, out / "det.png", f"{model_path.name}: {', '.join(results)}")
+    except ImportError:
+        print("spotter eval: matplotlib missing, DET curve not drawn (pip install '.[train]')", file=sys.stderr)
+    for name, result in results.items():
+        o = result["overall"]
+        lat = "-" if o["latency_median_s"] is None else f"{o['latency_median_s'] * 1000:.0f}/{o['latency_p90_s'] * 1000:.0f} ms"
+        recall = "-" if o["recall"] is None else f"{o['recall']:.1%}"
+        print(f"{name}: recall {recall} ({o['hits']}/{o['events']}), {o['false_alarms']} false alarms "
+              f"({o['false_alarms_per_hour']:.2f}/h over {result['duration_s'] / 3600:.2f} h), latency median/p90 {lat}")
+    if "overall" in points:
+        p = points["overall"]
+        print(f"at {OPERATING_FALSE_ALARMS_PER_HOUR} false alarms/h (all streams): threshold {p['threshold']:.2f}, "
+              f"recall {p['recall']:.1%}")
+    if args.write_thresholds:
+        chosen = {k: v["threshold"] for k, v in points.items() if k != "overall"}
+        decision = dataclasses.replace(spec.decision, thresholds=chosen)
+        modelfile.update_spec(model_path, spec.replace(decision=decision))
+        print(f"wrote thresholds into {model_path}: {chosen}", file=sys.stderr)
+    print(f"report: {out / 'eval.json'}, {out / 'det.png'}", file=sys.stderr)
+    return 0
+
+
+def cmd_clips(args: argparse.Namespace) -> int:
+    from spotter.cli import default_model_path
+    from spotter.features import LogMel
+
+    from .data import eval_set, load_pool
+
+    model_path = Path(args.model) if args.model else default_model_path()
+    classifier = Classifier.load(model_path)
+    spec = classifier.spec
+    pool = load_pool(Path(args.data), spec.labels, spec.features.sample_rate)
+    data = eval_set(pool, args.split, LogMel(spec.features), np.random.default_rng(12345))
+    metrics = clip_metrics(data.truth, classifier.predict(data.frames), spec.labels)
+    from .report import print_metrics
+
+    print_metrics(f"{model_path.name} on {args.split} clips", metrics)
+    if args.report:
+        Path(args.report).write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_command", required=True)
+    build = sub.add_parser("build", help="build a continuous test stream (WAV + Audacity labels) from a clip folder")
+    build.add_argument("--data", default="../shared/data/speech_commands")
+    build.add_argument("--output", "-o", required=True, help="WAV to write; labels go next to it as .txt")
+    build.add_argument("--keywords", default=",".join(DEFAULT_WORDS))
+    build.add_argument("--minutes", type=float, default=10.0)
+    build.add_argument("--snr", default="clean", help="'clean' or the SNR in dB of the noise bed")
+    build.add_argument("--negatives", action=argparse.BooleanOptionalAction, default=False,
+                       help="other words, silence and noise only (for false alarms per hour)")
+    build.add_argument("--split", choices=("train", "validation", "test"), default="validation")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(func=cmd_build)
+
+    run = sub.add_parser("run", help="score a model on streams with Audacity labels next to them (.txt)")
+    run.add_argument("--model", "-m")
+    run.add_argument("streams", nargs="+", help="WAV files, each with its labels in <name>.txt")
+    run.add_argument("--report", default="eval-report", help="folder for eval.json and det.png")
+    run.add_argument("--write-thresholds", action=argparse.BooleanOptionalAction, default=False,
+                     help=f"write the per-label thresholds at {OPERATING_FALSE_ALARMS_PER_HOUR} false alarms/h into the model")
+    run.set_defaults(func=cmd_run)
+
+    clips = sub.add_parser("clips", help="clip-level accuracy and confusion matrix on a clip folder's split")
+    clips.add_argument("--model", "-m")
+    clips.add_argument("--data", default="../shared/data/speech_commands")
+    clips.add_argument("--split", choices=("train", "validation", "test"), default="validation")
+    clips.add_argument("--report", help="write the metrics as JSON here")
+    clips.set_defaults(func=cmd_clips)
