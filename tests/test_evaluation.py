@@ -1,0 +1,138 @@
+"""Streaming evaluation: label files, the scoring rule on a hand-made case, the stream builder's ground truth,
+and threshold sweeps that equal direct runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spotter.config import DecisionConfig
+from spotter.decision import Detection
+from spotter.engine import Spotter
+from spotter.evaluation import (
+    Event,
+    LabelFileError,
+    read_labels,
+    replay,
+    run_stream,
+    score,
+    sweep,
+    write_labels,
+)
+from spotter.model import Classifier
+from train.data import read_audio
+from train.streams import StreamConfig, build, spoken_part
+
+RATE = 16000
+
+
+def _det(label: str, seconds: float) -> Detection:
+    return Detection(label, 0.9, int(round(seconds * RATE)), RATE)
+
+
+def test_label_file_odd_input(tmp_path: Path) -> None:
+    path = tmp_path / "labels.txt"
+    path.write_text("\n1.5\t2.0\tyes\n\n3\t3.25\tturn on the light\n\\\t100\t200\n7.0\t7.0\tclap\n")
+    assert read_labels(path) == [Event(1.5, 2.0, "yes"), Event(3.0, 3.25, "turn on the light"), Event(7.0, 7.0, "clap")]
+    for bad, message in [
+        ("2.0\t1.0\tyes\n", "before start"),
+        ("one\t2\tyes\n", "must be numbers"),
+        ("1.0 2.0 yes\n", "expected start<TAB>end<TAB>label"),
+        ("1.0\t2.0\t\n", "label is empty"),
+        ("-1\t2\tyes\n", "finite and not negative"),
+    ]:
+        path.write_text("0\t1\tok\n" + bad)
+        with pytest.raises(LabelFileError, match=message) as info:
+            read_labels(path)
+        assert ":2:" in str(info.value), "the message names the line"
+    with pytest.raises(LabelFileError, match="not found"):
+        read_labels(tmp_path / "missing.txt")
+
+
+def test_labels_round_trip_sample_exact(tmp_path: Path) -> None:
+    events = [Event(k / RATE, (k + 12345) / RATE, "yes") for k in (1, 7, 16001, 3 * RATE + 9)]
+    write_labels(tmp_path / "l.txt", events)
+    back = read_labels(tmp_path / "l.txt")
+    assert [round(e.start * RATE) for e in back] == [1, 7, 16001, 3 * RATE + 9]
+    assert all(abs(e.start * RATE - round(e.start * RATE)) < 1e-3 for e in back)
+
+
+def test_scoring_hand_made_case() -> None:
+    truth = [Event(1.0, 1.5, "yes"), Event(5.0, 5.4, "no"), Event(10.0, 10.5, "yes"), Event(20.0, 20.6, "_unknown_")]
+    detections = [
+        _det("yes", 1.9),    # hit: within 1 s after the end of the first "yes"
+        _det("yes", 2.3),    # second detection of the same event: false alarm
+        _det("yes", 5.2),    # wrong label inside "no": "no" is missed, this is a false alarm
+        _det("yes", 11.6),   # too late (more than 1 s after 10.5): false alarm, and the event is missed
+        _det("stop", 20.3),  # on an unknown word: false alarm
+    ]
+    result = score(detections, truth, ("yes", "no", "stop", "_unknown_", "_silence_"), duration_s=1800.0)
+    overall = result["overall"]
+    assert (overall["events"], overall["hits"], overall["false_alarms"]) == (3, 1, 4)
+    assert overall["recall"] == pytest.approx(1 / 3)
+    assert overall["false_alarms_per_hour"] == pytest.approx(8.0)
+    assert overall["latency_median_s"] == pytest.approx(0.4)
+    assert result["labels"]["yes"]["recall"] == 0.5 and result["labels"]["yes"]["false_alarms"] == 3
+    assert result["labels"]["no"]["recall"] == 0.0 and result["labels"]["stop"]["false_alarms"] == 1
+    assert result["misses"] == 2
+
+
+def test_stream_ground_truth_is_sample_exact(speech_commands: Path) -> None:
+    """Rebuild the stream by hand from the labels: each clean event is exactly the trimmed clip placed there."""
+    config = StreamConfig(minutes=0.5, seed=4)
+    audio, events = build(speech_commands, ("yes", "no"), config)
+    assert audio.size == 30 * RATE and len(events) >= 5
+    rebuilt = np.zeros(audio.size)
+    for event in events:
+        start, end = round(event.start * RATE), round(event.end * RATE)
+        assert abs(event.start * RATE - start) < 1e-6 and end > start
+        segment = audio[start:end]
+        assert np.any(segment != 0)
+        rebuilt[start:end] = segment
+    # nothing outside the events: the clean stream is silent between placed clips
+    np.testing.assert_array_equal(rebuilt, audio)
+    # and the first event is the spoken part of a real clip of its label
+    first = events[0]
+    candidates = sorted((speech_commands / first.label).glob("*.mp3")) if first.label != "_unknown_" else []
+    segment = audio[round(first.start * RATE) : round(first.end * RATE)]
+    if candidates:
+        found = False
+        for path in candidates:
+            clip = read_audio(path, RATE)
+            s, e = spoken_part(clip, RATE)
+            if e - s == segment.size and np.array_equal(clip[s:e], segment):
+                found = True
+                break
+        assert found, "the first event's audio is a trimmed clip of its label"
+
+
+def test_noisy_stream_has_requested_snr(speech_commands: Path) -> None:
+    clean, events = build(speech_commands, ("yes", "no"), StreamConfig(minutes=0.5, seed=4))
+    noisy, events10 = build(speech_commands, ("yes", "no"), StreamConfig(minutes=0.5, seed=4, snr_db=10.0))
+    assert events10 == events
+    noise = noisy.astype(np.float64) - clean
+    speech = np.concatenate([clean[round(e.start * RATE) : round(e.end * RATE)] for e in events if e.label != "_silence_"])
+    snr = 10 * np.log10(np.mean(speech.astype(np.float64) ** 2) / np.mean(noise**2))
+    assert snr == pytest.approx(10.0, abs=0.5)
+
+
+def test_sweep_point_equals_direct_run(shipped_model: Path, speech_commands: Path) -> None:
+    classifier = Classifier.load(shipped_model)
+    audio, truth = build(speech_commands, classifier.spec.keyword_labels, StreamConfig(minutes=1.0, seed=9))
+    spotter = Spotter(classifier)
+    _, trace = run_stream(spotter, audio)
+    det = sweep([(trace, truth)], classifier.spec.labels, spotter.decision, np.array([0.5, 0.8]))
+    for i, threshold in enumerate((0.5, 0.8)):
+        decision = dataclasses.replace(spotter.decision, thresholds={}, default_threshold=threshold)
+        direct, _ = run_stream(Spotter(classifier, decision), audio)
+        replayed = replay(trace, classifier.spec.labels, decision)
+        assert [(d.label, d.sample) for d in replayed] == [(d.label, d.sample) for d in direct]
+        result = score(direct, truth, classifier.spec.labels, trace.duration_s)
+        assert det["curves"]["overall"]["miss_rate"][i] == pytest.approx(1 - result["overall"]["recall"])
+        assert det["curves"]["overall"]["false_alarms_per_hour"][i] == pytest.approx(
+            result["overall"]["false_alarms_per_hour"]
+        )
+    assert DecisionConfig().hop_ms > 0
