@@ -32,6 +32,9 @@ class FeatureConfig:
     preemphasis: float = 0.97
     low_hz: float = 0.0
     high_hz: float | None = None
+    noise_floor: float = 0.0
+    """RMS (int16 units) of white noise whose expected band energies are added before the log: a deterministic
+    dither, so digital silence looks like a quiet microphone instead of log(eps). 0 reproduces logfbank exactly."""
 
     @property
     def window_samples(self) -> int:

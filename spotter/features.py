@@ -28,7 +28,15 @@ class LogMel:
         )
         self._win = config.window_samples
         self._step = config.step_samples
+        self._floor = self._noise_energies(config.noise_floor) if config.noise_floor > 0 else None
         self.reset()
+
+    def _noise_energies(self, rms: float) -> np.ndarray:
+        """Expected band energies of pre-emphasised white noise of the given RMS, over one rectangular frame."""
+        a = self.config.preemphasis
+        omega = 2 * np.pi * np.arange(self.config.n_fft // 2 + 1) / self.config.n_fft
+        power = rms**2 * self._win / self.config.n_fft * (1 + a * a - 2 * a * np.cos(omega))
+        return power @ self._fbank_t
 
     # ---- whole signals -------------------------------------------------------------------------------------
     def compute(self, signal: np.ndarray) -> np.ndarray:
@@ -84,5 +92,7 @@ class LogMel:
         power += np.square(spectrum.imag)
         power *= 1.0 / self.config.n_fft
         energies = power @ self._fbank_t
+        if self._floor is not None:
+            energies += self._floor
         energies[energies == 0] = _EPS
         return np.log(energies)

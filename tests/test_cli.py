@@ -28,11 +28,11 @@ def events(result: subprocess.CompletedProcess[bytes]) -> list[dict]:  # type: i
     return [json.loads(line) for line in result.stdout.decode().splitlines()]
 
 
-def assert_one_clear_line(result: subprocess.CompletedProcess[bytes], pattern: str) -> None:
+def assert_one_clear_line(result: subprocess.CompletedProcess[bytes], pattern: str, stdout_ok: bool = False) -> None:
     err = result.stderr.decode()
     assert result.returncode != 0
     assert "Traceback" not in err
-    assert result.stdout == b""
+    assert stdout_ok or result.stdout == b""
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) >= 1 and lines[-1].startswith("spotter: ") and pattern in lines[-1], err
 
@@ -105,7 +105,7 @@ def test_bad_audio(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.wav"
     truncated.write_bytes(DEMO_WAV.read_bytes()[: 16000 * 2 * 3])
     result = listen("--input", str(truncated))
-    assert_one_clear_line(result, "truncated")
+    assert_one_clear_line(result, "truncated", stdout_ok=True)  # detections before the cut are still written
     assert "3.0 s of audio" in result.stderr.decode(), "the audio before the cut is still processed and counted"
 
 

@@ -1,0 +1,79 @@
+"""Choose the hop and smoothing: recall at 0.5 false alarms per hour and latency for each setting, from one model
+pass per stream (posteriors every 10 ms frame-hop multiple), replayed through the real Trigger.
+
+    python bench/decision_sweep.py --model models/kws.tflite runs/streams/val-clean.wav runs/streams/val-neg-clean.wav
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spotter import evaluation  # noqa: E402
+from spotter.decision import Trigger  # noqa: E402
+from spotter.engine import Spotter  # noqa: E402
+from spotter.model import Classifier  # noqa: E402
+from spotter.sources import WavFile  # noqa: E402
+
+BASE_HOP_MS = 50.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("streams", nargs="+", type=Path)
+    parser.add_argument("--hops", default="100,150,200")
+    parser.add_argument("--smoothing", default="0,200,300,500")
+    args = parser.parse_args()
+    classifier = Classifier.load(args.model)
+    spec = classifier.spec
+    rate = spec.features.sample_rate
+    base = Spotter(classifier, dataclasses.replace(spec.decision, hop_ms=BASE_HOP_MS, smoothing_ms=0.0), record=True)
+    data = []
+    for path in args.streams:
+        audio = np.concatenate(list(WavFile(path, rate)))
+        trace_samples, trace_posts = [], []
+        base.reset()
+        for start in range(0, audio.size, 800):
+            base.push(audio[start : start + 800])
+        trace_samples = np.array([s for s, _ in base.trace])
+        trace_posts = np.array([p for _, p in base.trace])
+        data.append((trace_samples, trace_posts, audio.size / rate, evaluation.read_labels(path.with_suffix(".txt"))))
+        print(f"{path.name}: {len(trace_samples)} windows", file=sys.stderr)
+    print("hop_ms smoothing_ms threshold@0.5FA/h recall latency_median_ms latency_p90_ms")
+    for hop in [float(h) for h in args.hops.split(",")]:
+        step = int(round(hop / BASE_HOP_MS))
+        for smoothing in [float(s) for s in args.smoothing.split(",")]:
+            decision = dataclasses.replace(spec.decision, hop_ms=hop, smoothing_ms=smoothing, thresholds={})
+            traces = []
+            for samples, posts, duration, truth in data:
+                trigger = Trigger(spec.labels, decision, rate)
+                smoothed = []
+                for s, p in zip(samples[::step], posts[::step]):
+                    trigger.update(int(s), p)
+                    smoothed.append(trigger.smoothed.copy())
+                traces.append((evaluation.Trace(samples[::step], np.array(smoothed), rate, duration), truth))
+            det = evaluation.sweep(traces, spec.labels, decision)
+            point = evaluation.operating_points(det).get("overall")
+            if point is None:
+                print(f"{hop:g} {smoothing:g} - - - -")
+                continue
+            at = dataclasses.replace(decision, default_threshold=point["threshold"])
+            latencies = []
+            for trace, truth in traces:
+                hits, _, _ = evaluation.match(evaluation.replay(trace, spec.labels, at), truth)
+                latencies += [d.offset - e.end for e, d in hits]
+            print(f"{hop:g} {smoothing:g} {point['threshold']:.2f} {point['recall']:.3f} "
+                  f"{1000 * np.median(latencies):.0f} {1000 * np.percentile(latencies, 90):.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
