@@ -31,6 +31,8 @@ def main() -> int:
     parser.add_argument("streams", nargs="+", type=Path)
     parser.add_argument("--hops", default="100,150,200")
     parser.add_argument("--smoothing", default="0,200,300,500")
+    parser.add_argument("--target", type=float, default=evaluation.TARGET_FALSE_ALARMS_PER_HOUR,
+                        help="false alarms per hour at which to compare settings")
     args = parser.parse_args()
     classifier = Classifier.load(args.model)
     spec = classifier.spec
@@ -47,7 +49,7 @@ def main() -> int:
         trace_posts = np.array([p for _, p in base.trace])
         data.append((trace_samples, trace_posts, audio.size / rate, evaluation.read_labels(path.with_suffix(".txt"))))
         print(f"{path.name}: {len(trace_samples)} windows", file=sys.stderr)
-    print("hop_ms smoothing_ms threshold@0.5FA/h recall latency_median_ms latency_p90_ms")
+    print(f"hop_ms smoothing_ms threshold@{args.target:g}FA/h recall latency_median_ms latency_p90_ms")
     for hop in [float(h) for h in args.hops.split(",")]:
         step = int(round(hop / BASE_HOP_MS))
         for smoothing in [float(s) for s in args.smoothing.split(",")]:
@@ -61,7 +63,7 @@ def main() -> int:
                     smoothed.append(trigger.smoothed.copy())
                 traces.append((evaluation.Trace(samples[::step], np.array(smoothed), rate, duration), truth))
             det = evaluation.sweep(traces, spec.labels, decision)
-            point = evaluation.operating_points(det).get("overall")
+            point = evaluation.operating_points(det, args.target).get("overall")
             if point is None:
                 print(f"{hop:g} {smoothing:g} - - - -")
                 continue

@@ -92,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     model_path = Path(args.model) if args.model else default_model_path()
     classifier = Classifier.load(model_path)
     spec = classifier.spec
-    spotter = Spotter(classifier, record=True)
+    overrides = {k: getattr(args, k) for k in ("hop_ms", "smoothing_ms", "refractory_ms") if getattr(args, k) is not None}
+    spotter = Spotter(classifier, dataclasses.replace(spec.decision, **overrides), record=True)
     traces = []
     detections_all: list[Any] = []
     results: dict[str, Any] = {}
@@ -125,9 +126,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"recall {p['recall']:.1%}")
     if args.write_thresholds:
         chosen = {k: v["threshold"] for k, v in points.items() if k != "overall"}
-        decision = dataclasses.replace(spec.decision, thresholds=chosen)
+        decision = dataclasses.replace(spotter.decision, thresholds=chosen)
         modelfile.update_spec(model_path, spec.replace(decision=decision))
-        print(f"wrote thresholds into {model_path}: {chosen}", file=sys.stderr)
+        print(f"wrote hop {decision.hop_ms:g} ms, smoothing {decision.smoothing_ms:g} ms, refractory "
+              f"{decision.refractory_ms:g} ms and thresholds into {model_path}: {chosen}", file=sys.stderr)
     print(f"report: {out / 'eval.json'}, {out / 'det.png'}", file=sys.stderr)
     return 0
 
@@ -170,8 +172,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--model", "-m")
     run.add_argument("streams", nargs="+", help="WAV files, each with its labels in <name>.txt")
     run.add_argument("--report", default="eval-report", help="folder for eval.json and det.png")
+    run.add_argument("--hop-ms", type=float, help="evaluate (and write) this hop instead of the model's")
+    run.add_argument("--smoothing-ms", type=float, help="evaluate (and write) this smoothing instead of the model's")
+    run.add_argument("--refractory-ms", type=float, help="evaluate (and write) this refractory period")
     run.add_argument("--write-thresholds", action=argparse.BooleanOptionalAction, default=False,
-                     help=f"write the per-label thresholds at {OPERATING_FALSE_ALARMS_PER_HOUR} false alarms/h into the model")
+                     help=f"write the decision settings and per-label thresholds at {OPERATING_FALSE_ALARMS_PER_HOUR} "
+                     "false alarms/h (each label's own) into the model")
     run.set_defaults(func=cmd_run)
 
     clips = sub.add_parser("clips", help="clip-level accuracy and confusion matrix on a clip folder's split")
