@@ -7,7 +7,6 @@ Prints CPU milliseconds per second of audio for the whole pipeline and per stage
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -68,15 +67,28 @@ def latency(events: list, spotter: Spotter, period_s: float, per_push_s: float) 
     return out
 
 
+PEAK_LAUNCHER = (
+    "import sys\n"
+    "from spotter.cli import main\n"
+    "try:\n"
+    "    rc = main(sys.argv[2:])\n"
+    "finally:\n"
+    "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+    "    open(sys.argv[1], 'w').write(hwm)\n"
+    "sys.exit(rc)\n"
+)
+"""Runs `spotter` and reports its own peak RSS (VmHWM, in KiB). getrusage's ru_maxrss would not do: Linux carries it
+across exec, so it would count this large benchmark process, which the child was forked from."""
+
+
 def run_cli(args: list[str]) -> tuple[float, int]:
     """Wall time and peak RSS (MiB) of one `spotter listen` process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "spotter", "listen", "--quiet", *args], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) // 1024
+    with tempfile.NamedTemporaryFile(suffix=".rss") as peak_file:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", PEAK_LAUNCHER, peak_file.name, "listen", "--quiet", *args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        return wall, int(Path(peak_file.name).read_text()) // 1024
 
 
 def main() -> int:

@@ -32,10 +32,14 @@ class LogMel:
         self.reset()
 
     def _noise_energies(self, rms: float) -> np.ndarray:
-        """Expected band energies of pre-emphasised white noise of the given RMS, over one rectangular frame."""
+        """Exact expected band energies of pre-emphasised white noise of the given RMS in one frame: the power
+        spectrum of every input sample's contribution (frame samples and the one before), summed."""
         a = self.config.preemphasis
-        omega = 2 * np.pi * np.arange(self.config.n_fft // 2 + 1) / self.config.n_fft
-        power = rms**2 * self._win / self.config.n_fft * (1 + a * a - 2 * a * np.cos(omega))
+        contributions = np.zeros((self._win + 1, self._win))  # row m: how input sample m-1 enters the frame
+        contributions[np.arange(1, self._win + 1), np.arange(self._win)] = 1.0
+        contributions[np.arange(self._win), np.arange(self._win)] -= a
+        spectrum = np.fft.rfft(contributions, self.config.n_fft, axis=1)
+        power = rms**2 * np.sum(np.abs(spectrum) ** 2, axis=0) / self.config.n_fft
         return power @ self._fbank_t
 
     # ---- whole signals -------------------------------------------------------------------------------------

@@ -63,3 +63,16 @@ def test_batch_equals_single_and_reset_restarts(speech_commands: Path) -> None:
 def test_digital_silence_uses_logfbank_floor() -> None:
     frames = LogMel().compute(np.zeros(1600, dtype=np.int16))
     np.testing.assert_allclose(frames, np.log(np.finfo(float).eps))
+
+
+def test_noise_floor_is_expected_dither_energy() -> None:
+    """With a noise floor, digital silence gives the log of the expected band energies of that white noise, and
+    real noise of that level lands close to it (within the spread of a 400-sample periodogram)."""
+    config = FeatureConfig(noise_floor=1.0)
+    floored = LogMel(config).compute(np.zeros(4000))
+    assert np.all(floored == floored[0]) and np.all(np.isfinite(floored))
+    dither = np.random.default_rng(0).normal(0.0, 1.0, 16000 * 5)
+    measured = np.log(np.mean(np.exp(LogMel().compute(dither)), axis=0))
+    np.testing.assert_allclose(floored[0], measured, atol=0.15)
+    plain = LogMel().compute(np.zeros(4000))
+    assert np.all(floored > plain)
