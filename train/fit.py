@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from rich.progress import Progress
 
 from spotter import modelfile
 from spotter.config import SILENCE, UNKNOWN, ModelSpec
@@ -77,6 +78,19 @@ class EpochSampler:
             feats = self.frontend.compute_batch(waves).astype(np.float32)
             frames.append(spec_augment(feats, self.config.augment, rng))
         return np.concatenate(frames), truth_all
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """Advances a rich task every batch and shows the running loss."""
+
+    def __init__(self, progress: Progress, task: Any) -> None:
+        super().__init__()
+        self.progress = progress
+        self.task = task
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        self.progress.update(self.task, advance=1, status=f"loss {loss:.3f}" if loss is not None else "")
 
 
 def _learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -156,7 +170,7 @@ def train(config: TrainConfig, output: Path) -> Result:
             batch_task = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
             fit = model.fit(
                 frames, keras.utils.to_categorical(truth, n_labels), batch_size=config.batch_size, epochs=1,
-                verbose=0, shuffle=False, callbacks=[report.BatchProgress(progress, batch_task)],
+                verbose=0, shuffle=False, callbacks=[BatchProgress(progress, batch_task)],
             )
             progress.remove_task(batch_task)
             accuracy = float(np.mean(np.argmax(model.predict(validation.frames, batch_size=500, verbose=0), 1) == validation.truth))

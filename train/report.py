@@ -1,4 +1,5 @@
-"""Training report: rich progress while fitting, confusion matrix as PNG and JSON at the end."""
+"""Training report: rich progress while fitting, metrics tables, confusion matrix as PNG and JSON. No TensorFlow here,
+so `spotter eval clips` can print the same tables without it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -26,19 +26,6 @@ def make_progress() -> Progress:
         console=console,
         transient=False,
     )
-
-
-class BatchProgress(keras.callbacks.Callback):
-    """Advances a rich task every batch and shows the running loss."""
-
-    def __init__(self, progress: Progress, task: Any) -> None:
-        super().__init__()
-        self.progress = progress
-        self.task = task
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        self.progress.update(self.task, advance=1, status=f"loss {loss:.3f}" if loss is not None else "")
 
 
 def print_metrics(title: str, metrics: dict[str, Any]) -> None:
