@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,10 @@ sys.path.insert(0, str(ROOT))
 
 from spotter.cli import default_model_path  # noqa: E402
 from spotter.engine import Spotter  # noqa: E402
+from spotter.evaluation import HIT_AFTER_END_S, read_labels  # noqa: E402
 from spotter.model import Classifier  # noqa: E402
 from spotter.sources import WavFile  # noqa: E402
+from spotter.train.evaluate import write_wav  # noqa: E402
 
 DEMO = ROOT / "demo" / "keywords.wav"
 LABELS = ROOT / "demo" / "keywords.txt"
@@ -31,14 +32,6 @@ BLOCK_MS = 100.0
 """Chunk size pushed per call, as a microphone delivers it."""
 REPEATS = 18
 """The 33 s demo, repeated: about ten minutes of audio."""
-
-
-def read_labels() -> list[tuple[float, float, str]]:
-    rows = []
-    for line in LABELS.read_text().splitlines():
-        start, end, label = line.split("\t")
-        rows.append((float(start), float(end), label))
-    return rows
 
 
 def pipeline_cost(model: Path, audio: np.ndarray) -> tuple[Spotter, float, list]:  # type: ignore[type-arg]
@@ -56,13 +49,13 @@ def pipeline_cost(model: Path, audio: np.ndarray) -> tuple[Spotter, float, list]
 
 def latency(events: list, spotter: Spotter, period_s: float, per_push_s: float) -> list[float]:  # type: ignore[type-arg]
     """Fire time minus the labelled end of the word, plus waiting for the block and computing it."""
-    truth = read_labels()
+    truth = read_labels(LABELS)
     out = []
     for event in events:
         t = event.offset % period_s
-        for start, end, label in truth:
-            if label == event.label and start <= t <= end + 1.0:
-                out.append(t - end + BLOCK_MS / 2000 + per_push_s)
+        for word in truth:
+            if word.label == event.label and word.start <= t <= word.end + HIT_AFTER_END_S:
+                out.append(t - word.end + BLOCK_MS / 2000 + per_push_s)
                 break
     return out
 
@@ -120,18 +113,10 @@ def main() -> int:
               f"(includes {BLOCK_MS / 2:g} ms average block wait)")
     with tempfile.TemporaryDirectory() as tmp:
         short = Path(tmp) / "short.wav"
-        with wave.open(str(short), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(16000)
-            out.writeframes(bytes(3200))
+        write_wav(short, np.zeros(1600, dtype=np.int16), 16000)
         startup = min(run_cli(["--model", str(args.model), "--input", str(short)])[0] for _ in range(3))
         long_wav = Path(tmp) / "long.wav"
-        with wave.open(str(long_wav), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(16000)
-            out.writeframes(audio.astype("<i2").tobytes())
+        write_wav(long_wav, audio, 16000)
         wall, peak = run_cli(["--model", str(args.model), "--input", str(long_wav)])
     print(f"start-up: {1000 * startup:.0f} ms (spotter listen on 0.1 s of audio, process start to exit)")
     print(f"spotter listen on the {seconds:.0f} s file: {wall:.1f} s wall, peak RSS {peak} MiB")

@@ -19,7 +19,7 @@ from .model import Classifier
 
 @dataclass
 class StageTimes:
-    """Seconds spent per stage, for the exit summary and `make bench`."""
+    """CPU seconds (this thread) spent per stage, for `make bench`; immune to other processes on the machine."""
 
     features: float = 0.0
     model: float = 0.0
@@ -58,9 +58,9 @@ class Spotter:
         """Feed int16 samples (any count); return the detections that fire within them."""
         chunk = np.asarray(chunk).reshape(-1)
         self.samples_seen += chunk.size
-        start = time.perf_counter()
+        start = time.thread_time()
         frames = self.frontend.push(chunk)
-        self.times.features += time.perf_counter() - start
+        self.times.features += time.thread_time() - start
         detections = []
         window = self.spec.window_frames
         for frame in frames:
@@ -69,15 +69,15 @@ class Spotter:
             self._frames_seen += 1
             if self._frames_seen < window or (self._frames_seen - window) % self.hop_frames:
                 continue
-            start = time.perf_counter()
+            start = time.thread_time()
             self.last_posteriors = self.classifier(self._ring)
-            middle = time.perf_counter()
+            middle = time.thread_time()
             sample = self.spec.features.samples_for(self._frames_seen)
             event = self.trigger.update(sample, self.last_posteriors)
             if self.record:
                 self.trace.append((sample, self.trigger.smoothed.copy()))
             self.times.model += middle - start
-            self.times.decision += time.perf_counter() - middle
+            self.times.decision += time.thread_time() - middle
             self.times.invocations += 1
             if event is not None:
                 detections.append(event)
