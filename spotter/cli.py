@@ -28,8 +28,8 @@ def default_model_path() -> Path:
     return Path(str(resources.files("spotter.models").joinpath("kws.tflite")))
 
 
-class Stop(Exception):
-    """Raised from the SIGTERM handler so a stream ends the same way as with Ctrl-C."""
+class Stop(KeyboardInterrupt):
+    """Raised from the SIGTERM handler so a stream ends the same way as with Ctrl-C (and exits 0 anywhere)."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -100,6 +100,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         source = sources.WavFile(Path(args.input), rate, realtime=args.realtime)
     else:
         source = sources.Microphone(args.device, rate)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # before the banner: once it shows, SIGTERM ends cleanly
     keywords = ", ".join(spec.keyword_labels)
     print(
         f"spotter: model {model_path.name} ({spec.architecture}, {spec.quantization}; {keywords}), "
@@ -109,7 +110,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
     writer = JsonLines()
     live = LiveView(spec.labels) if (sys.stderr.isatty() and not args.quiet) else None
     cpu_start = time.process_time()
-    signal.signal(signal.SIGTERM, _on_sigterm)
     error: str | None = None
     try:
         if live:
@@ -120,7 +120,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 writer.write(detection)
             if live:
                 live.update(_level_db(chunk), spotter.trigger.smoothed, detections, time.monotonic())
-    except (KeyboardInterrupt, Stop):
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through Stop
         pass
     except sources.AudioError as exc:
         error = str(exc)

@@ -122,9 +122,12 @@ def test_signal_flushes_and_exits_zero(signum: int, demo_pcm: np.ndarray) -> Non
     proc = subprocess.Popen([*SPOTTER, "listen", "--quiet", "--input", "-"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
+    assert proc.stderr is not None
     proc.stdin.write(demo_pcm[: 16000 * 12].astype("<i2").tobytes())
     proc.stdin.flush()
-    time.sleep(4)  # start-up and the 12 s of audio, processed faster than real time
+    banner = proc.stderr.readline().decode()  # written once the model is loaded, just before reading starts
+    assert banner.startswith("spotter: model")
+    time.sleep(2)  # 12 s of audio take well under a second to process; stdin stays open
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
