@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--architecture", "--arch", choices=ARCHITECTURE_NAMES, default=defaults.architecture)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--per-class", type=int, default=defaults.per_class, help="examples of each label per epoch")
+    parser.add_argument("--unknown-weight", type=float, default=defaults.unknown_weight,
+                        help="other words per epoch as a multiple of --per-class")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--quantize", choices=("int8", "float32"), default=defaults.quantize)
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         architecture=args.architecture,
         epochs=args.epochs,
         per_class=args.per_class,
+        unknown_weight=args.unknown_weight,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         quantize=args.quantize,

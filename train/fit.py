@@ -41,7 +41,8 @@ class Result:
 
 
 class EpochSampler:
-    """Class-balanced epochs: `per_class` examples of every label, augmented, as log-mel frames."""
+    """Class-balanced epochs: `per_class` examples of every label (times `unknown_weight` for other words),
+    augmented, as log-mel frames."""
 
     def __init__(self, pool: Pool, config: TrainConfig, frontend: LogMel) -> None:
         self.pool = pool
@@ -56,14 +57,14 @@ class EpochSampler:
         chosen, truth, silent = [], [], []
         for index, label in enumerate(self.pool.labels):
             rows = self.rows[label]
+            count = self.config.examples_of(label)
             if label == SILENCE or rows.size == 0:
-                chosen.append(np.zeros(self.config.per_class, np.int64))
-                silent.append(np.full(self.config.per_class, label == SILENCE))
+                chosen.append(np.zeros(count, np.int64))
+                silent.append(np.full(count, label == SILENCE))
             else:
-                replace = rows.size < self.config.per_class
-                chosen.append(rng.choice(rows, self.config.per_class, replace=replace))
-                silent.append(np.zeros(self.config.per_class, bool))
-            truth.append(np.full(self.config.per_class, index))
+                chosen.append(rng.choice(rows, count, replace=rows.size < count))
+                silent.append(np.zeros(count, bool))
+            truth.append(np.full(count, index))
         order = rng.permutation(sum(c.size for c in chosen))
         rows = np.concatenate(chosen)[order]
         truth_all = np.concatenate(truth)[order]
@@ -155,7 +156,7 @@ def train(config: TrainConfig, output: Path) -> Result:
         metrics=["accuracy"],
     )
     best_accuracy, best_weights, best_epoch, history = -1.0, model.get_weights(), -1, []
-    steps = math.ceil(config.per_class * n_labels / config.batch_size)
+    steps = math.ceil(sum(config.examples_of(label) for label in config.labels) / config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
     with ThreadPoolExecutor(max_workers=1) as background, report.make_progress() as progress:

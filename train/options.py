@@ -24,6 +24,8 @@ class TrainConfig:
     architecture: str = "ds-cnn"
     epochs: int = 80
     per_class: int = 1200
+    unknown_weight: float = 1.0
+    """Other words per epoch, as a multiple of `per_class`: more of them trades recall for fewer false alarms."""
     batch_size: int = 100
     learning_rate: float = 3e-3
     warmup_epochs: int = 2
@@ -39,6 +41,10 @@ class TrainConfig:
     augment: AugmentConfig = AugmentConfig()
     decision: DecisionConfig = DecisionConfig()
     window_ms: float = 1000.0
+
+    def examples_of(self, label: str) -> int:
+        """Examples of a label in each epoch."""
+        return int(round(self.per_class * (self.unknown_weight if label == UNKNOWN else 1.0)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
