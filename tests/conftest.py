@@ -36,15 +36,6 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
     return path
 
 
-def read_labels(path: Path) -> list[tuple[float, float, str]]:
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            start, end, label = line.split("\t")
-            rows.append((float(start), float(end), label))
-    return rows
-
-
 @pytest.fixture(scope="session")
 def speech_commands() -> Path:
     if not SPEECH_COMMANDS.is_dir():

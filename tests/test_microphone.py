@@ -25,7 +25,9 @@ from typing import Iterator
 
 import pytest
 
-from .conftest import DEMO_LABELS, DEMO_WAV, ROOT, read_labels
+from spotter.evaluation import read_labels
+
+from .conftest import DEMO_LABELS, DEMO_WAV, ROOT
 
 PULSE_SCRIPT = ROOT / ".ci" / "pulseaudio.sh"
 MODEL = Path(os.environ.get("SPOTTER_MIC_MODEL", ROOT / "models" / "kws.tflite"))
@@ -149,7 +151,7 @@ def test_listen_default_microphone_hears_played_keywords(
     """Keywords played into the null sink come out of `spotter listen` (default device) as JSON lines; Ctrl-C ends it cleanly."""
     keepalive_started = time.monotonic()
     clip = _head_of_wav(DEMO_WAV, PLAY_UNTIL_S, tmp_path / "keywords-head.wav")
-    truth = [label for start, end, label in read_labels(DEMO_LABELS) if end < PLAY_UNTIL_S]
+    truth = [event.label for event in read_labels(DEMO_LABELS) if event.end < PLAY_UNTIL_S]
     keywords = set(truth) - NOT_KEYWORDS
     assert len(keywords) >= 8
 
