@@ -6,6 +6,7 @@ from __future__ import annotations
 from math import gcd
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 KAISER_BETA = 5.0
 HALF_LEN_PER_RATE = 10
@@ -35,7 +36,7 @@ class Resampler:
         padded = np.zeros(per_phase * self.up)
         padded[: taps.size] = taps
         # phase p uses taps p, p+up, p+2up, ... against x[i0], x[i0-1], ...
-        self._phases = padded.reshape(per_phase, self.up).T.copy()
+        self._phases_reversed = padded.reshape(per_phase, self.up).T[:, ::-1].copy()
         self._span = per_phase
         self.reset()
 
@@ -79,8 +80,9 @@ class Resampler:
         n = m * self.down + self._delay
         phase = n % self.up
         base = n // self.up - self._history_start
-        gather = base[:, None] - np.arange(self._span)[None, :]
-        out = np.einsum("mj,mj->m", self._history[gather], self._phases[phase])
+        # rows of the history ending at each base index, oldest first, against the phase filters reversed
+        windows = sliding_window_view(self._history, self._span)[base - self._span + 1]
+        out = np.einsum("mj,mj->m", windows, self._phases_reversed[phase])
         self._emitted = end
         keep_from = max(0, (end * self.down + self._delay) // self.up - self._span - self._history_start)
         self._history = self._history[keep_from:]
