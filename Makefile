@@ -25,7 +25,7 @@ test: install
 train: install
 	$(BIN)/spotter train --data $(DATA) --architecture ds-cnn --output models/kws.tflite
 
-bench: install
+bench: install-runtime
 	$(BIN)/python bench/bench.py
 
 # the main job without a microphone: the default model on the shipped demo recording
