@@ -41,13 +41,9 @@ def main() -> int:
     data = []
     for path in args.streams:
         audio = np.concatenate(list(WavFile(path, rate)))
-        trace_samples, trace_posts = [], []
-        base.reset()
-        for start in range(0, audio.size, 800):
-            base.push(audio[start : start + 800])
-        trace_samples = np.array([s for s, _ in base.trace])
-        trace_posts = np.array([p for _, p in base.trace])
-        data.append((trace_samples, trace_posts, audio.size / rate, evaluation.read_labels(path.with_suffix(".txt"))))
+        _, trace = evaluation.run_stream(base, audio, block=800)  # smoothing 0: smoothed == raw posteriors
+        trace_samples, trace_posts = trace.samples, trace.smoothed
+        data.append((trace_samples, trace_posts, trace.duration_s, evaluation.read_labels(path.with_suffix(".txt"))))
         print(f"{path.name}: {len(trace_samples)} windows", file=sys.stderr)
     print(f"hop_ms smoothing_ms threshold@{args.target:g}FA/h recall latency_median_ms latency_p90_ms")
     for hop in [float(h) for h in args.hops.split(",")]:

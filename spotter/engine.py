@@ -5,7 +5,6 @@ Microphone, file, stdin, evaluation and tests all call `push`; the result does n
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -82,7 +81,3 @@ class Spotter:
             if event is not None:
                 detections.append(event)
         return detections
-
-    def with_decision(self, **changes: object) -> "Spotter":
-        """A fresh spotter on the same classifier with some decision settings changed."""
-        return Spotter(self.classifier, dataclasses.replace(self.decision, **changes), self.record)

@@ -8,6 +8,7 @@ alarm. Each event takes at most one detection, each detection at most one event.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,10 +178,7 @@ def sweep(
     curves: dict[str, dict[str, list[float]]] = {k: {"miss_rate": [], "false_alarms_per_hour": []} for k in keywords}
     curves["overall"] = {"miss_rate": [], "false_alarms_per_hour": []}
     for threshold in thresholds:
-        config = DecisionConfig(
-            hop_ms=decision.hop_ms, smoothing_ms=decision.smoothing_ms, refractory_ms=decision.refractory_ms,
-            thresholds={}, default_threshold=float(threshold),
-        )
+        config = dataclasses.replace(decision, thresholds={}, default_threshold=float(threshold))
         hits: list[tuple[Event, Detection]] = []
         false_alarms: list[Detection] = []
         events: list[Event] = []
