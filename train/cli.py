@@ -7,14 +7,25 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .options import ARCHITECTURE_NAMES, DEFAULT_LABELS, TrainConfig
+from spotter.config import SILENCE, UNKNOWN
+
+from .options import ARCHITECTURE_NAMES, DEFAULT_LABELS, TrainConfig, TuneSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument("--data", default=defaults.data, help="clip folder in Speech Commands layout")
-    parser.add_argument("--output", "-o", type=Path, default=Path("models/kws.tflite"), help="model file to write")
-    parser.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="comma-separated labels, with _unknown_ and _silence_")
+    parser.add_argument("--data", action="append", metavar="FOLDER",
+                        help="training material, repeatable: a clip folder with one subfolder per word (clips may be "
+                        "longer recordings with the word somewhere inside), or a folder of long recordings each with "
+                        f"an Audacity label file <name>.txt (default: {defaults.data[0]})")
+    parser.add_argument("--negatives", action="append", metavar="FOLDER", default=[],
+                        help="clip folder whose every word counts as other speech (_unknown_), repeatable")
+    parser.add_argument("--output", "-o", type=Path, default=Path("models/kws.tflite"),
+                        help="model file to write; its card (.md), report and curves go next to it")
+    parser.add_argument("--labels", help="comma-separated words or events to spot (default: the Speech Commands "
+                        "ten for the default data, else every word folder and label found in --data); _unknown_ "
+                        "and _silence_ are added")
+    parser.add_argument("--window-ms", type=float, default=defaults.window_ms, help="the model's input window")
     parser.add_argument("--architecture", "--arch", choices=ARCHITECTURE_NAMES, default=defaults.architecture)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--per-class", type=int, default=defaults.per_class, help="examples of each label per epoch")
@@ -26,6 +37,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-per-word", type=int, default=None, help="use at most this many clips a word (quick runs)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap the steps of each epoch (quick runs)")
+    parser.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
+                        help="set thresholds on held-back streams at 0.5 false alarms/h and measure them (else: "
+                        "from held-back clips)")
+    parser.add_argument("--tune-minutes", type=float, default=TuneSettings().keyword_minutes,
+                        help="minutes of keyword stream per condition; the negatives-only stream is 3x as long")
+
+
+def discover_labels(folders: list[str]) -> tuple[str, ...]:
+    """Every word folder and Audacity label found in the data folders, in sorted order."""
+    from spotter.evaluation import read_labels
+
+    from .data import BACKGROUND_DIR, SILENCE_DIR
+    from .recordings import find_recordings
+
+    found: set[str] = set()
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no such folder: {folder}")
+        recordings = find_recordings(folder)
+        if recordings:
+            found.update(e.label for r in recordings for e in read_labels(r.labels_path))
+        else:
+            found.update(p.name for p in folder.iterdir() if p.is_dir() and p.name not in (BACKGROUND_DIR, SILENCE_DIR))
+    return tuple(sorted(found - {UNKNOWN, SILENCE}))
+
+
+def choose_labels(args: argparse.Namespace, data: tuple[str, ...]) -> tuple[str, ...]:
+    if args.labels:
+        words = tuple(label.strip() for label in args.labels.split(",") if label.strip())
+    elif data == TrainConfig().data:
+        words = DEFAULT_LABELS
+    else:
+        words = discover_labels(list(data))
+    return (*[w for w in words if w not in (UNKNOWN, SILENCE)], UNKNOWN, SILENCE)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,10 +80,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"spotter train: {exc.name or exc} is missing: pip install 'spotter[train]'", file=sys.stderr)
         return 2
 
+    data = tuple(args.data) if args.data else TrainConfig().data
+    try:
+        labels = choose_labels(args, data)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"spotter train: {exc}", file=sys.stderr)
+        return 2
+    tune = dataclasses.replace(TuneSettings(), keyword_minutes=args.tune_minutes, negative_minutes=3 * args.tune_minutes)
     config = dataclasses.replace(
         TrainConfig(),
-        data=args.data,
-        labels=tuple(label.strip() for label in args.labels.split(",") if label.strip()),
+        data=data,
+        negatives=tuple(args.negatives),
+        labels=labels,
+        window_ms=args.window_ms,
+        tune=tune if args.tune else None,
         architecture=args.architecture,
         epochs=args.epochs,
         per_class=args.per_class,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -16,10 +17,10 @@ from spotter.features import LogMel
 
 from .augment import noise_segments
 from .options import DEFAULT_LABELS
+from .recordings import AUDIO_SUFFIXES, Span, annotated_windows, cut_window, find_recordings, quiet_stretches
 
 BACKGROUND_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
-AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg")
 SPLITS = ("train", "validation", "test")
 SPLIT_SALT = "spotter-split-v1:"
 EVAL_EXTRA_FRACTION = 0.1
@@ -79,29 +80,34 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     return audio.mean(axis=1).round().astype(np.int16)
 
 
-def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
-    """Centre a clip in `length` samples: pad both sides with zeros, or cut the middle out of a longer one."""
-    out = np.zeros(length, dtype=audio.dtype)
-    if audio.size >= length:
-        start = (audio.size - length) // 2
-        return audio[start : start + length].copy()
-    start = (length - audio.size) // 2
-    out[start : start + audio.size] = audio
-    return out
+def fit_length(audio: np.ndarray, length: int, sample_rate: int = 16000) -> np.ndarray:
+    """A clip as exactly `length` samples: short clips centred in zeros, longer recordings cut around the
+    utterance they hold (found by energy, `recordings.locate`)."""
+    return cut_window(audio, length, sample_rate)
 
 
 def decode_all(paths: list[Path], sample_rate: int, length: int, workers: int = 2) -> np.ndarray:
     """Decode every clip once, in parallel, into one (clips, length) int16 array."""
     def one(path: Path) -> np.ndarray:
-        return fit_length(read_audio(path, sample_rate), length)
+        return fit_length(read_audio(path, sample_rate), length, sample_rate)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return np.stack(list(pool.map(one, paths))) if paths else np.zeros((0, length), np.int16)
 
 
 @dataclass
+class HeldBack:
+    """A held-back stretch of an annotated recording, kept whole for streaming evaluation."""
+
+    name: str
+    audio: np.ndarray
+    events: list[Span]
+
+
+@dataclass
 class Pool:
-    """Decoded clips with their label index and split, plus the background noise split into train/eval parts."""
+    """Decoded clips (or labelled windows) with their label index and split, the background noise split into
+    train/eval parts, and the held-back stretches of annotated recordings."""
 
     labels: tuple[str, ...]
     audio: np.ndarray  # (clips, samples) int16
@@ -111,6 +117,7 @@ class Pool:
     split: np.ndarray  # (clips,) str
     noise_train: list[np.ndarray]
     noise_eval: list[np.ndarray]
+    held_back: dict[str, list[HeldBack]] = field(default_factory=dict)
 
     def indices(self, split: str, label: str | None = None) -> np.ndarray:
         mask = self.split == split
@@ -126,41 +133,19 @@ class Pool:
         return out
 
 
-def load_pool(
-    root: Path,
-    labels: tuple[str, ...] = DEFAULT_LABELS,
-    sample_rate: int = 16000,
-    length: int = 16000,
-    validation_pct: float = 10.0,
-    test_pct: float = 10.0,
-    max_per_word: int | None = None,
-) -> Pool:
-    """Read a Speech Commands layout: words in `labels` are keywords, other words are `_unknown_`,
-    `_silence_` clips are silence. `max_per_word` takes a small slice (for tests)."""
-    clips = list_clips(root)
-    if max_per_word is not None:
-        kept: dict[str, int] = {}
-        sliced = []
-        for clip in clips:
-            if kept.get(clip.word, 0) < max_per_word:
-                kept[clip.word] = kept.get(clip.word, 0) + 1
-                sliced.append(clip)
-        clips = sliced
-    missing = [w for w in labels if w not in (UNKNOWN, SILENCE) and w not in {c.word for c in clips}]
-    if missing:
-        raise FileNotFoundError(f"no clips for {', '.join(missing)} under {root}")
+def _slice_per_word(clips: list[Clip], max_per_word: int | None) -> list[Clip]:
+    if max_per_word is None:
+        return clips
+    kept: dict[str, int] = {}
+    sliced = []
+    for clip in clips:
+        if kept.get(clip.word, 0) < max_per_word:
+            kept[clip.word] = kept.get(clip.word, 0) + 1
+            sliced.append(clip)
+    return sliced
 
-    def label_of(word: str) -> str:
-        if word in labels:
-            return word
-        if word == SILENCE_DIR:
-            return SILENCE
-        return UNKNOWN
 
-    clip_labels = [label_of(c.word) for c in clips]
-    keep = [i for i, lab in enumerate(clip_labels) if lab in labels]
-    clips = [clips[i] for i in keep]
-    audio = decode_all([c.path for c in clips], sample_rate, length)
+def _read_noise(root: Path, sample_rate: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     noise_train, noise_eval = [], []
     noise_dir = root / BACKGROUND_DIR
     if noise_dir.is_dir():
@@ -170,15 +155,101 @@ def load_pool(
                 cut = int(noise.size * (1 - EVAL_NOISE_FRACTION))
                 noise_train.append(noise[:cut])
                 noise_eval.append(noise[cut:])
+    return noise_train, noise_eval
+
+
+def as_paths(sources: Path | str | Sequence[Path | str]) -> list[Path]:
+    if isinstance(sources, (str, Path)):
+        return [Path(sources)]
+    return [Path(s) for s in sources]
+
+
+def load_pool(
+    sources: Path | str | Sequence[Path | str],
+    labels: tuple[str, ...] = DEFAULT_LABELS,
+    sample_rate: int = 16000,
+    length: int = 16000,
+    validation_pct: float = 10.0,
+    test_pct: float = 10.0,
+    max_per_word: int | None = None,
+    negatives: Sequence[Path | str] = (),
+) -> Pool:
+    """Everything training reads, as fixed-length rows.
+
+    Each source is either a clip folder (one subfolder per word, Speech Commands layout; clips longer than the
+    window are cut around the utterance inside them) or a folder of long recordings, each with an Audacity label
+    file of the same name (cut into labelled windows, `recordings.annotated_windows`). Words in `labels` are
+    keywords, other words `_unknown_`, `_silence_` clips silence. Every word in a `negatives` folder is
+    `_unknown_`. `max_per_word` takes a small slice (for tests).
+    """
+    roots = as_paths(sources)
+    negative_roots = as_paths(negatives) if negatives else []
+    clips: list[Clip] = []
+    clip_labels: list[str] = []
+    recordings = []
+
+    def label_of(word: str, negative: bool) -> str:
+        if word == SILENCE_DIR:
+            return SILENCE
+        if word in labels and not negative:
+            return word
+        return UNKNOWN
+
+    for root, negative in [(r, False) for r in roots] + [(r, True) for r in negative_roots]:
+        if not root.is_dir():
+            raise FileNotFoundError(f"no such folder: {root}")
+        found = find_recordings(root)
+        if found and not negative:
+            recordings.extend(found)
+            continue
+        listed = _slice_per_word(list_clips(root), max_per_word)
+        clips.extend(listed)
+        clip_labels.extend(label_of(c.word, negative) for c in listed)
+    present = set(clip_labels)
+    rows: list[np.ndarray] = []
+    row_labels: list[str] = []
+    words: list[str] = []
+    speakers: list[str] = []
+    splits: list[str] = []
+    held_back: dict[str, list[HeldBack]] = {}
+    for recording in recordings:
+        cut = annotated_windows(recording, labels, sample_rate, length, validation_pct, test_pct)
+        rows.append(cut.audio)
+        row_labels.extend(cut.labels)
+        words.extend(cut.labels)
+        speakers.extend([recording.audio_path.name] * len(cut.labels))
+        splits.extend(cut.splits)
+        present.update(cut.labels)
+        for split, stretch in cut.held_back.items():
+            held_back.setdefault(split, []).append(stretch)
+    missing = [w for w in labels if w not in (UNKNOWN, SILENCE) and w not in present]
+    if missing:
+        where = ", ".join(str(r) for r in roots)
+        raise FileNotFoundError(f"no clips or labelled events of {', '.join(missing)} under {where}")
+
+    keep = [i for i, lab in enumerate(clip_labels) if lab in labels]
+    clips = [clips[i] for i in keep]
+    clip_labels = [clip_labels[i] for i in keep]
+    audio = np.concatenate([decode_all([c.path for c in clips], sample_rate, length), *rows])
+    noise_train, noise_eval = [], []
+    for root in roots + negative_roots:
+        more_train, more_eval = _read_noise(root, sample_rate)
+        noise_train += more_train
+        noise_eval += more_eval
+    if not noise_train:
+        for recording in recordings:
+            noise_train += quiet_stretches(recording, sample_rate, length, validation_pct, test_pct)
+    all_labels = clip_labels + row_labels
     return Pool(
         labels=tuple(labels),
         audio=audio,
-        label_index=np.array([labels.index(label_of(c.word)) for c in clips], dtype=np.int64),
-        words=[c.word for c in clips],
-        speakers=[c.speaker for c in clips],
-        split=np.array([split_of(c.speaker, validation_pct, test_pct) for c in clips]),
+        label_index=np.array([labels.index(label) for label in all_labels], dtype=np.int64),
+        words=[c.word for c in clips] + words,
+        speakers=[c.speaker for c in clips] + speakers,
+        split=np.array([split_of(c.speaker, validation_pct, test_pct) for c in clips] + splits, dtype=object).astype(str),
         noise_train=noise_train,
         noise_eval=noise_eval,
+        held_back=held_back,
     )
 
 

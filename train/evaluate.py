@@ -20,6 +20,7 @@ from spotter.model import Classifier
 from spotter.sources import WavFile
 
 from .options import DEFAULT_WORDS
+from .report import save_det
 
 OPERATING_FALSE_ALARMS_PER_HOUR = evaluation.TARGET_FALSE_ALARMS_PER_HOUR
 
@@ -59,35 +60,6 @@ def _load_stream(wav: Path, rate: int) -> tuple[np.ndarray, list[evaluation.Even
     return np.concatenate(list(WavFile(wav, rate))), evaluation.read_labels(labels_path(wav))
 
 
-def save_det(det: dict[str, Any], points: dict[str, Any], png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
-    for key, curve in det["curves"].items():
-        style = {"color": "black", "linewidth": 2.5} if key == "overall" else {"linewidth": 1}
-        ax.plot(curve["false_alarms_per_hour"], np.asarray(curve["miss_rate"]) * 100, label=key, **style)
-    if "overall" in points:
-        p = points["overall"]
-        ax.plot([p["false_alarms_per_hour"]], [(1 - p["recall"]) * 100], "o", color="red",
-                label=f"{OPERATING_FALSE_ALARMS_PER_HOUR} FA/h: threshold {p['threshold']:.2f}")
-    ax.axvline(OPERATING_FALSE_ALARMS_PER_HOUR, color="red", linestyle=":", linewidth=1)
-    ax.set_xscale("symlog", linthresh=0.5)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("false alarms per hour (linear below 0.5, then logarithmic)")
-    ax.set_ylabel("miss rate (%)")
-    worst = (1 - points["overall"]["recall"]) * 100 if "overall" in points else 0.0
-    ax.set_ylim(0, min(100.0, max(50.0, worst + 10.0)))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from spotter.cli import default_model_path
 
@@ -113,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=1))
     try:
-        save_det(det, points, out / "det.png", f"{model_path.name}: {', '.join(results)}")
+        save_det(det, points, out / "det.png", f"{model_path.name}: {', '.join(results)}", OPERATING_FALSE_ALARMS_PER_HOUR)
     except ImportError:
         print("spotter eval: matplotlib missing, DET curve not drawn (pip install '.[train]')", file=sys.stderr)
     for name, result in results.items():

@@ -21,7 +21,7 @@ from spotter.features import LogMel
 from spotter.metrics import clip_metrics
 from spotter.model import Classifier
 
-from . import architectures, export, report
+from . import architectures, export, report, tune
 from .augment import augment_waveforms, spec_augment
 from .data import EvalSet, Pool, eval_set, load_pool
 from .options import TrainConfig
@@ -124,11 +124,12 @@ def train(config: TrainConfig, output: Path) -> Result:
     frontend = LogMel(config.features)
     window_frames = config.features.frames_for(int(config.window_ms * config.features.sample_rate / 1000))
     window_samples = config.features.samples_for(window_frames)
-    report.console.print(f"[bold]spotter train[/]: {config.architecture} on {config.data}")
+    report.console.print(f"[bold]spotter train[/]: {config.architecture} on {', '.join(config.data)}"
+                         + (f", negatives from {', '.join(config.negatives)}" if config.negatives else ""))
     with report.console.status("decoding clips"):
         pool = load_pool(
-            Path(config.data), tuple(config.labels), config.features.sample_rate, int(config.window_ms * 16),
-            config.validation_pct, config.test_pct, config.max_per_word,
+            list(config.data), tuple(config.labels), config.features.sample_rate, int(config.window_ms * config.features.sample_rate / 1000),
+            config.validation_pct, config.test_pct, config.max_per_word, list(config.negatives),
         )
     assert pool.audio.shape[1] >= window_samples
     summary = pool.summary()
@@ -204,6 +205,14 @@ def train(config: TrainConfig, output: Path) -> Result:
             metrics[f"{name}_{split}"] = clip_metrics(data.truth, scores, tuple(config.labels))
     chosen = config.quantize
     thresholds = suggest_thresholds(posteriors[f"{chosen}/validation"], validation.truth, tuple(config.labels))
+    decision = dataclasses.replace(config.decision, thresholds=thresholds)
+    streaming = None
+    if config.tune is not None:
+        with report.console.status("setting thresholds on held-back streams"):
+            streaming = tune.tune_model(Classifier(exported[chosen], base_spec), pool, config, report.console.print)
+        if streaming is not None:
+            decision = streaming["decision"]
+            metrics["streaming"] = {k: v for k, v in streaming.items() if k != "decision"}
     training = {
         "config": config.to_dict(),
         "data_summary": summary,
@@ -222,9 +231,14 @@ def train(config: TrainConfig, output: Path) -> Result:
         },
         "validation_recall": metrics[f"{chosen}_validation"]["recall"],
     }
+    if streaming is not None:
+        headline["streaming"] = {
+            condition: {k: result["overall"][k] for k in ("recall", "false_alarms_per_hour", "latency_median_s")}
+            for condition, result in streaming["results"].items()
+        }
     spec = base_spec.replace(
         quantization=chosen,
-        decision=dataclasses.replace(config.decision, thresholds=thresholds),
+        decision=decision,
         training=training,
         metrics=headline,
     )
@@ -236,6 +250,10 @@ def train(config: TrainConfig, output: Path) -> Result:
         metrics[f"{chosen}_validation"], Path(f"{stem}.confusion.png"), Path(f"{stem}.confusion.json"),
         f"{config.architecture} ({chosen}), validation speakers",
     )
+    if streaming is not None:
+        report.save_det(streaming["det"], streaming["operating_points"], Path(f"{stem}.det.png"),
+                        f"{output.name}: validation streams, clean", config.tune.target_false_alarms_per_hour)
+    report.write_card(Path(f"{stem}.md"), output, spec, metrics, config)
     for name in exported:
         for split in ("validation", "test"):
             report.print_metrics(f"{name} {split}", metrics[f"{name}_{split}"])

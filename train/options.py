@@ -16,10 +16,26 @@ DEFAULT_LABELS = (*DEFAULT_WORDS, UNKNOWN, SILENCE)
 
 
 @dataclass(frozen=True)
+class TuneSettings:
+    """The streams that set and check the thresholds after fitting (see train/tune.py)."""
+
+    keyword_minutes: float = 20.0
+    negative_minutes: float = 60.0
+    """Negatives-only stream (other words, silence): false alarms per hour need hours of audio to mean much."""
+    noisy_snr_db: float = 10.0
+    target_false_alarms_per_hour: float = 0.5
+    seed: int = 1
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Every training choice; saved whole in the model file's metadata."""
 
-    data: str = "../shared/data/speech_commands"
+    data: tuple[str, ...] = ("../shared/data/speech_commands",)
+    """Clip folders (one subfolder per word; clips may be longer recordings with the word somewhere inside) or
+    folders of long recordings with Audacity label files."""
+    negatives: tuple[str, ...] = ()
+    """Clip folders whose every word is `_unknown_` (other speech for false alarms), their noise used too."""
     labels: tuple[str, ...] = DEFAULT_LABELS
     architecture: str = "ds-cnn"
     epochs: int = 80
@@ -41,6 +57,8 @@ class TrainConfig:
     augment: AugmentConfig = AugmentConfig()
     decision: DecisionConfig = DecisionConfig()
     window_ms: float = 1000.0
+    tune: TuneSettings | None = TuneSettings()
+    """Thresholds set on held-back streams (None: from held-back clips only)."""
 
     def examples_of(self, label: str) -> int:
         """Examples of a label in each epoch."""

@@ -65,3 +65,121 @@ def save_confusion(metrics: dict[str, Any], png: Path, json_path: Path, title: s
     fig.tight_layout()
     fig.savefig(png)
     plt.close(fig)
+
+
+def save_det(det: dict[str, Any], points: dict[str, Any], png: Path, title: str, target: float) -> None:
+    """DET curves (miss rate against false alarms per hour), per label and overall, the operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for key, curve in det["curves"].items():
+        style = {"color": "black", "linewidth": 2.5} if key == "overall" else {"linewidth": 1}
+        ax.plot(curve["false_alarms_per_hour"], np.asarray(curve["miss_rate"]) * 100, label=key, **style)
+    if "overall" in points:
+        p = points["overall"]
+        ax.plot([p["false_alarms_per_hour"]], [(1 - p["recall"]) * 100], "o", color="red",
+                label=f"{target} FA/h: threshold {p['threshold']:.2f}")
+    ax.axvline(target, color="red", linestyle=":", linewidth=1)
+    ax.set_xscale("symlog", linthresh=0.5)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("false alarms per hour (linear below 0.5, then logarithmic)")
+    ax.set_ylabel("miss rate (%)")
+    worst = (1 - points["overall"]["recall"]) * 100 if "overall" in points else 0.0
+    ax.set_ylim(0, min(100.0, max(50.0, worst + 10.0)))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
+
+
+def _attribution(folder: str) -> str:
+    """The first heading and licence line of a data folder's README, so the card names what it was trained on."""
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        return f"`{folder}`"
+    lines = [line.strip() for line in readme.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    title = next((line.lstrip("# ") for line in lines if line.startswith("#")), folder)
+    return f"`{folder}`: {title} (licence and attribution: `{folder}/README.md`)"
+
+
+def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any], config: Any) -> None:
+    """The model card: what the model is, what it was trained on, how it scores on held-back data, and the
+    command that made it. Everything in it is also in the model file's metadata."""
+    import shlex
+    import sys
+
+    training = spec.training
+    decision = spec.decision
+    thresholds = ", ".join(f"{k} {v:.2f}" for k, v in decision.thresholds.items())
+    command = shlex.join(["spotter", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("spotter", "__main__.py") else None
+    lines = [
+        f"# Model card: `{model_path.name}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Labels | {', '.join(spec.labels)} |",
+        f"| Architecture | `{spec.architecture}`: {training['parameters']:,} parameters, "
+        f"{training['multiplies'] / 1e6:.2f} M multiplies per inference, {spec.quantization} |",
+        f"| Input | {spec.window_frames} frames x {spec.features.n_mels} log-mel bands "
+        f"({spec.features.sample_rate} Hz, {config.window_ms:g} ms window) |",
+        f"| Decision (in the file) | hop {decision.hop_ms:g} ms, smoothing {decision.smoothing_ms:g} ms, "
+        f"refractory {decision.refractory_ms:g} ms; thresholds {thresholds} |",
+        f"| Trained | {training['seconds'] / 60:.0f} min, best epoch {metrics['best_epoch']} of {config.epochs} |",
+        "",
+        "## Data",
+        "",
+        *[f"- {_attribution(folder)}" for folder in config.data],
+        *[f"- negatives (every word `_unknown_`): {_attribution(folder)}" for folder in config.negatives],
+        "",
+        "Clips longer than the window are cut around the utterance found by energy (`train/recordings.py`); long "
+        "recordings with Audacity labels give a window per position that holds an event whole, negatives from "
+        "windows clear of events, and none from windows that cut an event. Held-back speakers (or recordings, or "
+        "the last stretch of each annotated recording) are never trained on. Files without a speaker id in their name "
+        "(`<speaker>_nohash_<n>`) are each their own group, so one speaker's other recordings may sit in training.",
+        "",
+        "| split | " + " | ".join(spec.labels) + " | speakers |",
+        "|---|" + "---:|" * (len(spec.labels) + 1),
+    ]
+    for split, counts in training["data_summary"].items():
+        lines.append(f"| {split} | " + " | ".join(str(counts[label]) for label in spec.labels) + f" | {counts['speakers']} |")
+    lines += ["", "## Clip level (held-back clips or windows)", "", "| | validation | test |", "|---|---:|---:|"]
+    for q in ("int8", "float32"):
+        if f"{q}_validation" in metrics:
+            lines.append(f"| {q} accuracy | {_pct(metrics[f'{q}_validation']['accuracy'])} | "
+                         f"{_pct(metrics[f'{q}_test']['accuracy'])} |")
+    streaming = metrics.get("streaming")
+    if streaming:
+        target = config.tune.target_false_alarms_per_hour
+        lines += [
+            "",
+            f"## Streaming (the thresholds above, set at {target} false alarms per hour on clean validation streams)",
+            "",
+            f"Rule: {streaming['det']['rule']}.",
+            "",
+            "| condition | minutes | recall | false alarms per hour | latency median / p90 (ms) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for condition, result in streaming["results"].items():
+            o = result["overall"]
+            lines.append(f"| {condition} | {streaming['minutes'][condition]:g} | {_pct(o['recall'])} ({o['hits']}/{o['events']}) | "
+                         f"{o['false_alarms_per_hour']:.2f} ({o['false_alarms']}) | "
+                         f"{_ms(o['latency_median_s'])} / {_ms(o['latency_p90_s'])} |")
+        lines += ["", f"![DET curve, validation streams]({path.with_suffix('').name}.det.png)"]
+    lines += ["", "## Reproduce", ""]
+    if command:
+        lines += ["```", command, "```", ""]
+    lines += [f"`spotter info --full {model_path}` prints every setting stored in the model file.", ""]
+    path.write_text("\n".join(lines))

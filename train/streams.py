@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from spotter.config import SILENCE, UNKNOWN
 from spotter.evaluation import Event
 
-from .data import BACKGROUND_DIR, EVAL_NOISE_FRACTION, list_clips, read_audio, speaker_of, split_of
+from .data import BACKGROUND_DIR, EVAL_NOISE_FRACTION, as_paths, list_clips, read_audio, speaker_of, split_of
+from .recordings import locate
 
 TRIM_WINDOW_MS = 20.0
 TRIM_RELATIVE_DB = -30.0
@@ -48,26 +50,39 @@ def spoken_part(clip: np.ndarray, sample_rate: int) -> tuple[int, int]:
     return max(0, loud[0] * window - margin), min(clip.size, (loud[-1] + 1) * window + margin)
 
 
-def _noise_bed(root: Path, length: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+def _noise_bed(roots: list[Path], length: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     """Held-out parts (the last fifth) of the background-noise recordings, concatenated and looped."""
     parts = []
-    for path in sorted((root / BACKGROUND_DIR).glob("*.wav")):
-        noise = read_audio(path, sample_rate).astype(np.float64)
-        parts.append(noise[int(noise.size * (1 - EVAL_NOISE_FRACTION)) :])
+    for root in roots:
+        for path in sorted((root / BACKGROUND_DIR).glob("*.wav")):
+            noise = read_audio(path, sample_rate).astype(np.float64)
+            parts.append(noise[int(noise.size * (1 - EVAL_NOISE_FRACTION)) :])
     if not parts:
-        raise FileNotFoundError(f"no background noise under {root / BACKGROUND_DIR}")
+        raise FileNotFoundError(f"no background noise under {', '.join(str(r / BACKGROUND_DIR) for r in roots)}")
     order = rng.permutation(len(parts))
     bed = np.concatenate([parts[i] for i in order])
     reps = -(-length // bed.size)
     return np.tile(bed, reps)[:length]
 
 
-def build(root: Path, keywords: tuple[str, ...], config: StreamConfig) -> tuple[np.ndarray, list[Event]]:
+def trim(samples: np.ndarray, sample_rate: int) -> tuple[int, int]:
+    """The utterance inside a clip: `spoken_part` for one-second clips, `recordings.locate` inside longer
+    recordings (where a click or a breath far from the word would stretch the energy-relative trim)."""
+    if samples.size > sample_rate:
+        return locate(samples, sample_rate)
+    return spoken_part(samples, sample_rate)
+
+
+def build(
+    roots: Path | Sequence[Path], keywords: tuple[str, ...], config: StreamConfig
+) -> tuple[np.ndarray, list[Event]]:
     """A stream of `config.minutes` with its ground truth. Keyword streams mix keywords and other words;
-    negatives-only streams hold other words and silence clips only. Only clips of `config.split` speakers."""
+    negatives-only streams hold other words and silence clips only. Only clips of `config.split` speakers,
+    from every clip folder in `roots` (keywords from one folder, other words from another works)."""
     rng = np.random.default_rng(config.seed)
     rate = config.sample_rate
-    clips = [c for c in list_clips(root) if split_of(speaker_of(c.path)) == config.split]
+    roots = as_paths(roots)
+    clips = [c for root in roots for c in list_clips(root) if split_of(speaker_of(c.path)) == config.split]
     keyword_clips = [c for c in clips if c.word in keywords]
     other_clips = [c for c in clips if c.word not in keywords and c.word != "_silence_"]
     silence_clips = [c for c in clips if c.word == "_silence_"]
@@ -93,7 +108,7 @@ def build(root: Path, keywords: tuple[str, ...], config: StreamConfig) -> tuple[
             kw_next += 1
             label = clip.word
         samples = read_audio(clip.path, rate).astype(np.float64)
-        start, end = spoken_part(samples, rate) if label != SILENCE else (0, samples.size)
+        start, end = trim(samples, rate) if label != SILENCE else (0, samples.size)
         piece = samples[start:end]
         if position + piece.size > total:
             break
@@ -103,7 +118,7 @@ def build(root: Path, keywords: tuple[str, ...], config: StreamConfig) -> tuple[
             speech_power.append(float(np.mean(np.square(piece))))
         position += piece.size + int(rng.uniform(config.gap_min_s, config.gap_max_s) * rate)
     if config.snr_db is not None:
-        bed = _noise_bed(root, total, rng, rate)
+        bed = _noise_bed(roots, total, rng, rate)
         level = np.sqrt(np.mean(speech_power) if speech_power else 1e6)
         audio += bed * level / (np.sqrt(np.mean(np.square(bed))) * 10 ** (config.snr_db / 20))
     return np.clip(np.round(audio), -32768, 32767).astype(np.int16), events

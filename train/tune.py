@@ -1,0 +1,156 @@
+"""Thresholds from streaming evaluation: after fitting, the model runs through the real engine over continuous
+streams of held-back speakers (or the held-back stretches of annotated recordings); each keyword's threshold is
+the lowest that keeps its false alarms at or under the target per hour, and recall is then measured with those
+thresholds, clean and at a noisier SNR."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spotter import evaluation
+from spotter.config import BACKGROUND_LABELS, DecisionConfig
+from spotter.engine import Spotter
+from spotter.evaluation import Event
+from spotter.model import Classifier
+
+from .data import Pool, as_paths
+from .options import TuneSettings
+from .recordings import Span
+from .streams import StreamConfig, build
+
+
+@dataclass
+class Stream:
+    name: str
+    audio: np.ndarray
+    events: list[Event]
+
+
+def _events(spans: list[Span], rate: int) -> list[Event]:
+    return [Event(s.start / rate, s.end / rate, s.label) for s in spans]
+
+
+def _add_noise(audio: np.ndarray, events: list[Event], noise: list[np.ndarray], snr_db: float, rate: int,
+               rng: np.random.Generator) -> np.ndarray | None:
+    """Noise from held-out recordings under a stream, at `snr_db` below the level of its events."""
+    if not noise:
+        return None
+    bed = np.concatenate([n.astype(np.float64) for n in noise])
+    bed = np.tile(bed, -(-audio.size // bed.size))[: audio.size]
+    speech = [audio[int(e.start * rate) : int(e.end * rate)].astype(np.float64) for e in events]
+    speech = [s for s in speech if s.size]
+    level = np.sqrt(np.mean(np.square(np.concatenate(speech)))) if speech else 1000.0
+    scale = level / (np.sqrt(np.mean(np.square(bed))) * 10 ** (snr_db / 20) + 1e-9)
+    return np.clip(np.round(audio + bed * scale), -32768, 32767).astype(np.int16)
+
+
+def streams_for(
+    pool: Pool, sources: list[str], negatives: list[str], keywords: tuple[str, ...], split: str,
+    snr_db: float | None, config: TuneSettings, rate: int,
+) -> list[Stream]:
+    """Held-back streams of one split: built from clip folders when they hold that split's keyword clips, plus
+    the split's stretches of annotated recordings."""
+    out: list[Stream] = []
+    condition = "clean" if snr_db is None else f"{snr_db:g}dB"
+    clip_roots = [p for p in as_paths(sources) if not _annotated(p)] + as_paths(negatives)
+    has_keywords = any(
+        pool.words[i] in keywords for i in np.flatnonzero(pool.split == split) if i < len(pool.words)
+    ) and bool([p for p in as_paths(sources) if not _annotated(p)])
+    if has_keywords:
+        base = StreamConfig(minutes=config.keyword_minutes, snr_db=snr_db, split=split, seed=config.seed, sample_rate=rate)
+        try:
+            audio, events = build(clip_roots, keywords, base)
+            out.append(Stream(f"{split}-{condition}", audio, events))
+            negative = dataclasses.replace(base, minutes=config.negative_minutes, negatives_only=True, seed=config.seed + 100)
+            audio, events = build(clip_roots, keywords, negative)
+            out.append(Stream(f"{split}-negatives-{condition}", audio, events))
+        except FileNotFoundError:
+            if snr_db is None:
+                raise
+    rng = np.random.default_rng(config.seed)
+    for held in pool.held_back.get(split, []):
+        events = _events(held.events, rate)
+        audio = held.audio if snr_db is None else _add_noise(held.audio, events, pool.noise_eval, snr_db, rate, rng)
+        if audio is not None:
+            out.append(Stream(f"{held.name}-{condition}", audio, events))
+    return out
+
+
+def _annotated(path: Path) -> bool:
+    from .recordings import find_recordings
+
+    return path.is_dir() and bool(find_recordings(path))
+
+
+def run(classifier: Classifier, decision: DecisionConfig, streams: list[Stream]) -> list[tuple[evaluation.Trace, list[Event]]]:
+    spotter = Spotter(classifier, decision, record=True)
+    return [(evaluation.run_stream(spotter, s.audio)[1], s.events) for s in streams]
+
+
+def choose_thresholds(
+    traces: list[tuple[evaluation.Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig,
+    target: float,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each keyword's own threshold at the target false alarms per hour (the sweep's operating points)."""
+    det = evaluation.sweep(traces, labels, decision)
+    points = evaluation.operating_points(det, target)
+    keywords = [label for label in labels if label not in BACKGROUND_LABELS]
+    chosen = {k: float(points[k]["threshold"]) if k in points else 1.0 for k in keywords}
+    return chosen, {"det": det, "operating_points": points}
+
+
+def measure(
+    traces: list[tuple[evaluation.Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig,
+) -> dict[str, Any]:
+    """Recall, false alarms per hour and latency with the given decision settings, over all streams together."""
+    detections, truth, offset, duration = [], [], 0.0, 0.0
+    for trace, events in traces:
+        for d in evaluation.replay(trace, labels, decision):
+            detections.append(dataclasses.replace(d, sample=d.sample + int(round(offset * trace.sample_rate))))
+        truth += [Event(e.start + offset, e.end + offset, e.label) for e in events]
+        offset += trace.duration_s + 10.0  # a gap longer than the hit window keeps streams apart
+        duration += trace.duration_s
+    return evaluation.score(detections, truth, labels, duration)
+
+
+def tune_model(classifier: Classifier, pool: Pool, config: Any, log: Any = print) -> dict[str, Any] | None:
+    """Set the keyword thresholds on clean validation streams, then measure recall, false alarms per hour and
+    latency with them on validation and test streams, clean and noisy. None when no held-back stream can be made."""
+    settings: TuneSettings = config.tune
+    spec = classifier.spec
+    rate = spec.features.sample_rate
+    keywords = spec.keyword_labels
+    decision = config.decision
+
+    def streams(split: str, snr: float | None) -> list[Stream]:
+        return streams_for(pool, list(config.data), list(config.negatives), keywords, split, snr, settings, rate)
+
+    validation = streams("validation", None)
+    if not any(e.label in keywords for s in validation for e in s.events):
+        log("no held-back keyword events to set thresholds on: keeping the clip-level suggestion")
+        return None
+    log(f"thresholds: {len(validation)} validation streams, "
+        f"{sum(s.audio.size for s in validation) / rate / 60:.0f} min")
+    traces = run(classifier, decision, validation)
+    thresholds, det = choose_thresholds(traces, spec.labels, decision, settings.target_false_alarms_per_hour)
+    tuned = dataclasses.replace(decision, thresholds=thresholds)
+    results: dict[str, Any] = {}
+    minutes: dict[str, float] = {}
+    for split in ("validation", "test"):
+        for snr in (None, settings.noisy_snr_db):
+            condition = f"{split}/{'clean' if snr is None else f'{snr:g} dB'}"
+            made = validation if (split, snr) == ("validation", None) else streams(split, snr)
+            if not any(e.label in keywords for s in made for e in s.events):
+                continue
+            split_traces = traces if made is validation else run(classifier, decision, made)
+            results[condition] = measure(split_traces, spec.labels, tuned)
+            minutes[condition] = round(sum(s.audio.size for s in made) / rate / 60, 1)
+            o = results[condition]["overall"]
+            log(f"{condition}: recall {o['recall']:.1%}, {o['false_alarms_per_hour']:.2f} false alarms/h "
+                f"over {minutes[condition]:.0f} min")
+    return {"thresholds": thresholds, "decision": tuned, "results": results, "minutes": minutes, **det}
