@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/speech_commands
+WAKEWORDS ?= ../shared/data/wakewords
 
-.PHONY: install install-runtime test train bench demo clean
+.PHONY: install install-runtime test train train-computer bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,11 @@ test: install
 
 # reproduces models/kws.tflite (and its report files) from $(DATA); about an hour on 2 cores
 train: install
-	$(BIN)/spotter train --data $(DATA) --architecture ds-cnn --output models/kws.tflite
+	$(BIN)/spotter train --data $(DATA) --architecture ds-cnn --unknown-weight 3 --output models/kws.tflite
+
+train-computer: install
+	$(BIN)/spotter train --data $(WAKEWORDS) --labels computer --negatives $(DATA) --epochs 40 --unknown-weight 3 \
+		--output models/computer.tflite
 
 bench: install-runtime
 	$(BIN)/python bench/bench.py

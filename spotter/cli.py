@@ -25,7 +25,21 @@ EXIT_BROKEN_PIPE = 141
 
 def default_model_path() -> Path:
     """The model shipped inside the package (models/ in the repository)."""
-    return Path(str(resources.files("spotter.models").joinpath("kws.tflite")))
+    return shipped_model("kws")
+
+
+def shipped_model(name: str) -> Path:
+    return Path(str(resources.files("spotter.models").joinpath(f"{name}.tflite")))
+
+
+def resolve_model(value: str | None) -> Path:
+    """A model path, or the name of a shipped model (`kws`, `computer`); none: the default keyword model."""
+    if not value:
+        return default_model_path()
+    path = Path(value)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1 and shipped_model(value).is_file():
+        return shipped_model(value)
+    return path
 
 
 class Stop(KeyboardInterrupt):
@@ -88,7 +102,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from .model import Classifier
     from .output import JsonLines, LiveView, summary_line
 
-    model_path = Path(args.model) if args.model else default_model_path()
+    model_path = resolve_model(args.model)
     classifier = Classifier.load(model_path)
     spec = classifier.spec
     spotter = Spotter(classifier, decision_from_args(spec.decision, args, spec.labels))
@@ -159,7 +173,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from . import modelfile
 
-    spec = modelfile.read_spec(Path(args.model) if args.model else default_model_path())
+    spec = modelfile.read_spec(resolve_model(args.model))
     data = spec.to_dict()
     if not args.full:
         data["training"] = {k: v for k, v in data["training"].items() if k not in ("config", "data_summary")}
@@ -168,7 +182,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", help="model file (.tflite with spotter metadata); default: the shipped kws model")
+    parser.add_argument("--model", "-m", help="model file (.tflite with spotter metadata) or a shipped model's name (kws, computer); "
+                        "default: kws")
 
 
 def build_parser() -> argparse.ArgumentParser:

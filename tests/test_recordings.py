@@ -140,3 +140,35 @@ def test_annotated_windows_and_time_split(tmp_path: Path) -> None:
     assert held.audio.size == second - first and np.array_equal(held.audio, audio[first:second])
     assert all(0 <= s.start < s.end <= held.audio.size for s in held.events)
     assert {"train", "validation", "test"} >= set(cut.splits) and "train" in cut.splits
+
+
+def test_takes_at_other_rates_and_layouts_are_read(tmp_path: Path) -> None:
+    """A 44.1 kHz stereo take is resampled and downmixed on reading; the word is found at the same place."""
+    path = WAKEWORDS / "computer/0386da81-9db7-499c-b4f8-910beec53c23.mp3"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    from scipy.signal import resample_poly
+
+    from train.data import read_audio
+
+    audio = read_clip(path)
+    stereo = np.stack([resample_poly(audio.astype(np.float64), 441, 160)] * 2, axis=1)
+    write_wav(tmp_path / "take.wav", np.clip(np.round(stereo), -32768, 32767).astype(np.int16), rate=44100)
+    back = read_audio(tmp_path / "take.wav", RATE)
+    assert abs(back.size - audio.size) <= 2
+    start, end = locate(back, RATE)
+    want_start, want_end = HAND_CHECKED["computer/0386da81-9db7-499c-b4f8-910beec53c23.mp3"]
+    assert abs(start / RATE - want_start) <= TOLERANCE_S and abs(end / RATE - want_end) <= TOLERANCE_S
+
+
+def test_labels_discovered_from_folders(tmp_path: Path) -> None:
+    from train.cli import discover_labels
+
+    (tmp_path / "takes" / "hey_robot").mkdir(parents=True)
+    (tmp_path / "takes" / "_background_noise_").mkdir()
+    (tmp_path / "long").mkdir()
+    write_wav(tmp_path / "long" / "kitchen.wav", np.zeros(RATE * 4, np.int16))
+    write_labels(tmp_path / "long" / "kitchen.txt", [Event(1.0, 1.5, "door knock"), Event(2.0, 2.2, UNKNOWN)])
+    assert discover_labels([str(tmp_path / "takes"), str(tmp_path / "long")]) == ("door knock", "hey_robot")
+    with pytest.raises(FileNotFoundError):
+        discover_labels([str(tmp_path / "missing")])

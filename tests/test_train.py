@@ -17,7 +17,7 @@ from spotter.model import Classifier  # noqa: E402
 from train import architectures, export  # noqa: E402
 from train.data import load_pool, split_of  # noqa: E402
 from train.fit import train  # noqa: E402
-from train.options import TrainConfig  # noqa: E402
+from train.options import TrainConfig, TuneSettings  # noqa: E402
 
 INT8_TOLERANCE = 0.1
 """int8 posteriors may differ from the float model's by at most this much per label (one quantisation step of
@@ -28,8 +28,8 @@ the output is 1/256; the rest comes from int8 weights and activations)."""
 def trained(speech_commands: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("train") / "tiny.tflite"
     config = dataclasses.replace(
-        TrainConfig(), data=str(speech_commands), max_per_word=12, epochs=2, per_class=16, batch_size=16,
-        steps_per_epoch=3,
+        TrainConfig(), data=(str(speech_commands),), max_per_word=12, epochs=2, per_class=16, batch_size=16,
+        steps_per_epoch=3, tune=TuneSettings(keyword_minutes=0.5, negative_minutes=0.5),
     )
     return train(config, out), out, config
 
@@ -41,7 +41,13 @@ def test_model_file_and_report(trained) -> None:  # type: ignore[no-untyped-def]
     assert spec.window_frames == 98 and spec.features == config.features
     assert spec.quantization == "int8" and spec.architecture == "ds-cnn"
     assert set(spec.decision.thresholds) == set(spec.keyword_labels)
-    assert all(0.5 <= t <= 0.95 for t in spec.decision.thresholds.values())
+    assert all(0.3 <= t <= 1.0 for t in spec.decision.thresholds.values())
+    streaming = spec.metrics["streaming"]
+    assert {"validation/clean", "validation/10 dB", "test/clean", "test/10 dB"} <= set(streaming)
+    assert all(0.0 <= c["recall"] <= 1.0 for c in streaming.values())
+    card = out.with_suffix(".md").read_text()
+    assert "| validation/clean |" in card and "tiny.det.png" in card
+    assert out.with_suffix(".det.png").read_bytes()[:4] == b"\x89PNG"
     assert spec.training["config"]["epochs"] == 2
     assert spec.training["data_summary"]["validation"]["speakers"] > 0
     assert spec.metrics["parameters"] == architectures.count_parameters(result.model)

@@ -14,6 +14,7 @@ import soundfile as sf
 from spotter.config import SILENCE, UNKNOWN
 
 from spotter.features import LogMel
+from spotter.resample import Resampler
 
 from .augment import noise_segments
 from .options import DEFAULT_LABELS
@@ -25,7 +26,8 @@ SPLITS = ("train", "validation", "test")
 SPLIT_SALT = "spotter-split-v1:"
 EVAL_EXTRA_FRACTION = 0.1
 """Validation and test hold unknown words and silence at 10% of the keyword count each (as TensorFlow's
-speech_commands recipe does), so accuracy is comparable to the usual 12-class figure."""
+speech_commands recipe does), so accuracy is comparable to the usual 12-class figure; and at least as many as
+there are clips of one keyword, so a one-word model's validation is not nearly all keyword."""
 EVAL_NOISE_FRACTION = 0.2
 """The last fifth of every background-noise file is kept for validation and test, never mixed into training."""
 
@@ -71,13 +73,18 @@ def list_clips(root: Path) -> list[Clip]:
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode one file to int16 mono at sample_rate (downmixing; other rates are refused here, clips are 16 kHz)."""
-    audio, rate = sf.read(str(path), dtype="int16", always_2d=True)
-    if rate != sample_rate:
-        raise ValueError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz")
-    if audio.shape[1] == 1:
-        return audio[:, 0]
-    return audio.mean(axis=1).round().astype(np.int16)
+    """Decode one file to int16 mono at sample_rate: channels downmixed, other rates resampled with the same
+    resampler the runtime uses for files and microphones."""
+    try:
+        audio, rate = sf.read(str(path), dtype="int16", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise ValueError(f"{path}: cannot decode: {exc}") from None
+    mono = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1).round().astype(np.int16)
+    if rate == sample_rate:
+        return mono
+    resampler = Resampler(rate, sample_rate)
+    out = np.concatenate([resampler.push(mono), resampler.flush()])
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
 def fit_length(audio: np.ndarray, length: int, sample_rate: int = 16000) -> np.ndarray:
@@ -264,7 +271,7 @@ def eval_set(pool: Pool, split: str, frontend: LogMel, rng: np.random.Generator)
     the keyword count each (silence from the split's `_silence_` clips, topped up from held-out noise)."""
     keyword_rows = [pool.indices(split, label) for label in pool.labels if label not in (UNKNOWN, SILENCE)]
     keywords = np.concatenate(keyword_rows) if keyword_rows else np.zeros(0, np.int64)
-    extra = max(1, int(round(EVAL_EXTRA_FRACTION * keywords.size)))
+    extra = max(1, int(round(EVAL_EXTRA_FRACTION * keywords.size)), int(round(keywords.size / max(1, len(keyword_rows)))))
     waves = [pool.audio[keywords].astype(np.float64)]
     truth = [pool.label_index[keywords]]
     if UNKNOWN in pool.labels:

@@ -19,10 +19,11 @@ from spotter.metrics import clip_metrics
 from spotter.model import Classifier
 from spotter.sources import WavFile
 
-from .options import DEFAULT_WORDS
+from .options import DEFAULT_WORDS, TrainConfig
 from .report import save_det
 
 OPERATING_FALSE_ALARMS_PER_HOUR = evaluation.TARGET_FALSE_ALARMS_PER_HOUR
+DEFAULT_DATA = TrainConfig().data[0]
 
 
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
@@ -46,7 +47,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         negatives_only=args.negatives, split=args.split, seed=args.seed,
     )
     keywords = tuple(w for w in args.keywords.split(",") if w)
-    audio, events = build(Path(args.data), keywords, config)
+    audio, events = build([Path(d) for d in (args.data or [DEFAULT_DATA])], keywords, config)
     out = Path(args.output)
     write_wav(out, audio, config.sample_rate)
     evaluation.write_labels(labels_path(out), events)
@@ -61,9 +62,9 @@ def _load_stream(wav: Path, rate: int) -> tuple[np.ndarray, list[evaluation.Even
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from spotter.cli import default_model_path
+    from spotter.cli import resolve_model
 
-    model_path = Path(args.model) if args.model else default_model_path()
+    model_path = resolve_model(args.model)
     classifier = Classifier.load(model_path)
     spec = classifier.spec
     overrides = {k: getattr(args, k) for k in ("hop_ms", "smoothing_ms", "refractory_ms") if getattr(args, k) is not None}
@@ -108,16 +109,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_list(value: Any) -> list[str]:
+    """Model files from before several data folders stored one string."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
 def cmd_clips(args: argparse.Namespace) -> int:
-    from spotter.cli import default_model_path
+    from spotter.cli import resolve_model
     from spotter.features import LogMel
 
     from .data import eval_set, load_pool
 
-    model_path = Path(args.model) if args.model else default_model_path()
+    model_path = resolve_model(args.model)
     classifier = Classifier.load(model_path)
     spec = classifier.spec
-    pool = load_pool(Path(args.data), spec.labels, spec.features.sample_rate)
+    trained_on = spec.training.get("config", {})
+    sources = args.data or _as_list(trained_on.get("data")) or [DEFAULT_DATA]
+    negatives = args.negatives if args.data else _as_list(trained_on.get("negatives"))
+    window = int(trained_on.get("window_ms", 1000.0) * spec.features.sample_rate / 1000)
+    pool = load_pool(sources, spec.labels, spec.features.sample_rate, window, negatives=negatives)
     data = eval_set(pool, args.split, LogMel(spec.features), np.random.default_rng(12345))
     metrics = clip_metrics(data.truth, classifier.predict(data.frames), spec.labels)
     from .report import print_metrics
@@ -131,7 +143,8 @@ def cmd_clips(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="eval_command", required=True)
     build = sub.add_parser("build", help="build a continuous test stream (WAV + Audacity labels) from a clip folder")
-    build.add_argument("--data", default="../shared/data/speech_commands")
+    build.add_argument("--data", action="append", metavar="FOLDER",
+                       help=f"clip folder, repeatable (keywords from one, other words from another); default {DEFAULT_DATA}")
     build.add_argument("--output", "-o", required=True, help="WAV to write; labels go next to it as .txt")
     build.add_argument("--keywords", default=",".join(DEFAULT_WORDS))
     build.add_argument("--minutes", type=float, default=10.0)
@@ -156,7 +169,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     clips = sub.add_parser("clips", help="clip-level accuracy and confusion matrix on a clip folder's split")
     clips.add_argument("--model", "-m")
-    clips.add_argument("--data", default="../shared/data/speech_commands")
+    clips.add_argument("--data", action="append", metavar="FOLDER",
+                       help="clip folder, repeatable; default: the folders the model was trained on (in its metadata)")
+    clips.add_argument("--negatives", action="append", metavar="FOLDER", default=[],
+                       help="with --data: folders whose every word is _unknown_")
     clips.add_argument("--split", choices=("train", "validation", "test"), default="validation")
     clips.add_argument("--report", help="write the metrics as JSON here")
     clips.set_defaults(func=cmd_clips)
