@@ -24,7 +24,7 @@ test: install
 
 # reproduces models/kws.tflite (and its report files) from $(DATA); about an hour on 2 cores
 train: install
-	$(BIN)/spotter train --data $(DATA) --architecture ds-cnn --unknown-weight 3 --output models/kws.tflite
+	$(BIN)/spotter train --data $(DATA) --architecture ds-cnn --unknown-weight 3 --hard-negatives 0 --no-tune --output models/kws.tflite
 
 train-computer: install
 	$(BIN)/spotter train --data $(WAKEWORDS) --labels computer --negatives $(DATA) --epochs 40 --unknown-weight 3 \

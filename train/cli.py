@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-class", type=int, default=defaults.per_class, help="examples of each label per epoch")
     parser.add_argument("--unknown-weight", type=float, default=defaults.unknown_weight,
                         help="other words per epoch as a multiple of --per-class")
+    parser.add_argument("--hard-negatives", type=float, default=defaults.hard_negative_share, metavar="SHARE",
+                        help="share of other words per epoch drawn from the ones the model confuses most, re-mined "
+                        f"every {defaults.mine_every} epochs (0: off)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--quantize", choices=("int8", "float32"), default=defaults.quantize)
@@ -41,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="set thresholds on held-back streams at 0.5 false alarms/h and measure them (else: "
                         "from held-back clips)")
     parser.add_argument("--tune-minutes", type=float, default=TuneSettings().keyword_minutes,
-                        help="minutes of keyword stream per condition; the negatives-only stream is 3x as long")
+                        help="minutes of keyword stream per condition; the negatives-only stream is 6x as long")
 
 
 def discover_labels(folders: list[str]) -> tuple[str, ...]:
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"spotter train: {exc}", file=sys.stderr)
         return 2
-    tune = dataclasses.replace(TuneSettings(), keyword_minutes=args.tune_minutes, negative_minutes=3 * args.tune_minutes)
+    tune = dataclasses.replace(TuneSettings(), keyword_minutes=args.tune_minutes, negative_minutes=6 * args.tune_minutes)
     config = dataclasses.replace(
         TrainConfig(),
         data=data,
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         per_class=args.per_class,
         unknown_weight=args.unknown_weight,
+        hard_negative_share=args.hard_negatives,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         quantize=args.quantize,

@@ -51,6 +51,25 @@ class EpochSampler:
         self.rows = {label: pool.indices("train", label) for label in pool.labels}
         silence_clips = [pool.audio[i] for i in self.rows.get(SILENCE, [])]
         self.noise = pool.noise_train + silence_clips
+        self.hard_rows = np.zeros(0, np.int64)
+        """Training negatives the model last scored highest for a keyword (see `mine`)."""
+
+    def mine(self, model: keras.Model) -> float:
+        """Score every training negative (clean, centred) and keep the hardest as `hard_rows`; returns the
+        lowest keyword score in the mined set."""
+        rows = self.rows.get(UNKNOWN, np.zeros(0, np.int64))
+        if rows.size == 0 or self.config.hard_negative_share <= 0:
+            return 0.0
+        keyword = np.array([label not in (UNKNOWN, SILENCE) for label in self.pool.labels])
+        scores = []
+        for start in range(0, rows.size, 2048):
+            feats = self.frontend.compute_batch(self.pool.audio[rows[start : start + 2048]].astype(np.float32))
+            scores.append(model.predict(feats.astype(np.float32), batch_size=512, verbose=0)[:, keyword].max(axis=1))
+        score = np.concatenate(scores)
+        count = max(1, int(round(self.config.hard_negative_pool * rows.size)))
+        hardest = np.argsort(-score)[:count]
+        self.hard_rows = rows[hardest]
+        return float(score[hardest[-1]])
 
     def epoch(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(seed)
@@ -61,6 +80,13 @@ class EpochSampler:
             if label == SILENCE or rows.size == 0:
                 chosen.append(np.zeros(count, np.int64))
                 silent.append(np.full(count, label == SILENCE))
+            elif label == UNKNOWN and self.hard_rows.size:
+                hard = int(round(count * self.config.hard_negative_share))
+                chosen.append(np.concatenate([
+                    rng.choice(self.hard_rows, hard, replace=self.hard_rows.size < hard),
+                    rng.choice(rows, count - hard, replace=rows.size < count - hard),
+                ]))
+                silent.append(np.zeros(count, bool))
             else:
                 chosen.append(rng.choice(rows, count, replace=rows.size < count))
                 silent.append(np.zeros(count, bool))
@@ -157,6 +183,12 @@ def train(config: TrainConfig, output: Path) -> Result:
         metrics=["accuracy"],
     )
     best_accuracy, best_weights, best_epoch, history = -1.0, model.get_weights(), -1, []
+    is_background = np.array([label in (UNKNOWN, SILENCE) for label in config.labels])
+
+    def background_merged(indices: np.ndarray) -> np.ndarray:
+        """Model selection counts `_unknown_` taken for `_silence_` (or back) as right: a spotter fires on
+        neither, and that noisy confusion must not decide which epoch is kept."""
+        return np.where(is_background[indices], -1, indices)
     steps = math.ceil(sum(config.examples_of(label) for label in config.labels) / config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
@@ -175,7 +207,12 @@ def train(config: TrainConfig, output: Path) -> Result:
                 verbose=0, shuffle=False, callbacks=[BatchProgress(progress, batch_task)],
             )
             progress.remove_task(batch_task)
-            accuracy = float(np.mean(np.argmax(model.predict(validation.frames, batch_size=500, verbose=0), 1) == validation.truth))
+            if config.hard_negative_share > 0 and (epoch + 1) % config.mine_every == 0 and epoch + 2 < config.epochs:
+                lowest = sampler.mine(model)
+                report.console.print(f"mined {sampler.hard_rows.size} hard negatives (keyword score >= {lowest:.2f})")
+                upcoming = background.submit(sampler.epoch, config.seed * 1000 + epoch + 1)
+            predicted = np.argmax(model.predict(validation.frames, batch_size=500, verbose=0), 1)
+            accuracy = float(np.mean(background_merged(predicted) == background_merged(validation.truth)))
             history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][0]), "validation_accuracy": accuracy})
             if accuracy > best_accuracy:
                 best_accuracy, best_weights, best_epoch = accuracy, model.get_weights(), epoch + 1

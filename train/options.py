@@ -20,7 +20,7 @@ class TuneSettings:
     """The streams that set and check the thresholds after fitting (see train/tune.py)."""
 
     keyword_minutes: float = 20.0
-    negative_minutes: float = 60.0
+    negative_minutes: float = 120.0
     """Negatives-only stream (other words, silence): false alarms per hour need hours of audio to mean much."""
     noisy_snr_db: float = 10.0
     target_false_alarms_per_hour: float = 0.5
@@ -42,6 +42,12 @@ class TrainConfig:
     per_class: int = 1200
     unknown_weight: float = 1.0
     """Other words per epoch, as a multiple of `per_class`: more of them trades recall for fewer false alarms."""
+    hard_negative_share: float = 0.25
+    """Share of each epoch's other words drawn from the training negatives the model currently scores highest
+    for a keyword (re-mined every `mine_every` epochs): the words it confuses get trained on most."""
+    hard_negative_pool: float = 0.05
+    """The hardest this share of training negatives form the mined set."""
+    mine_every: int = 4
     batch_size: int = 100
     learning_rate: float = 3e-3
     warmup_epochs: int = 2
