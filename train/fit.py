@@ -182,13 +182,20 @@ def train(config: TrainConfig, output: Path) -> Result:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    best_accuracy, best_weights, best_epoch, history = -1.0, model.get_weights(), -1, []
+    best_accuracy, best_loss, best_weights, best_epoch, history = -1.0, np.inf, model.get_weights(), -1, []
     is_background = np.array([label in (UNKNOWN, SILENCE) for label in config.labels])
 
     def background_merged(indices: np.ndarray) -> np.ndarray:
         """Model selection counts `_unknown_` taken for `_silence_` (or back) as right: a spotter fires on
         neither, and that noisy confusion must not decide which epoch is kept."""
         return np.where(is_background[indices], -1, indices)
+
+    def merged_loss(scores: np.ndarray, truth: np.ndarray) -> float:
+        """Cross-entropy with the background labels as one class: breaks ties once accuracy saturates (a one-word
+        model reaches 100% on its validation clips early), so later, surer epochs can win."""
+        background_p = scores[:, is_background].sum(axis=1)
+        p = np.where(is_background[truth], background_p, scores[np.arange(truth.size), truth])
+        return float(np.mean(-np.log(np.clip(p, 1e-7, 1.0))))
     steps = math.ceil(sum(config.examples_of(label) for label in config.labels) / config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
@@ -211,11 +218,13 @@ def train(config: TrainConfig, output: Path) -> Result:
                 lowest = sampler.mine(model)
                 report.console.print(f"mined {sampler.hard_rows.size} hard negatives (keyword score >= {lowest:.2f})")
                 upcoming = background.submit(sampler.epoch, config.seed * 1000 + epoch + 1)
-            predicted = np.argmax(model.predict(validation.frames, batch_size=500, verbose=0), 1)
-            accuracy = float(np.mean(background_merged(predicted) == background_merged(validation.truth)))
-            history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][0]), "validation_accuracy": accuracy})
-            if accuracy > best_accuracy:
-                best_accuracy, best_weights, best_epoch = accuracy, model.get_weights(), epoch + 1
+            scores = model.predict(validation.frames, batch_size=500, verbose=0)
+            accuracy = float(np.mean(background_merged(np.argmax(scores, 1)) == background_merged(validation.truth)))
+            loss = merged_loss(scores, validation.truth)
+            history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][0]), "validation_accuracy": accuracy,
+                            "validation_loss": loss})
+            if (accuracy, -loss) > (best_accuracy, -best_loss):
+                best_accuracy, best_loss, best_weights, best_epoch = accuracy, loss, model.get_weights(), epoch + 1
             status = f"val {accuracy:.2%} (best {best_accuracy:.2%} @ {best_epoch})"
             progress.update(epochs_task, advance=1, status=status)
             if not report.console.is_terminal:
