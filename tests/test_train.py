@@ -48,7 +48,8 @@ def test_model_file_and_report(trained) -> None:  # type: ignore[no-untyped-def]
     card = out.with_suffix(".md").read_text()
     assert "| validation/clean |" in card and "tiny.det.png" in card
     assert out.with_suffix(".det.png").read_bytes()[:4] == b"\x89PNG"
-    assert spec.training["config"]["epochs"] == 2
+    assert spec.training["config"]["epochs"] == 2 and spec.training["config"]["hard_negative_share"] == 0.25
+    assert spec.training["recordings"]["bridge_ms"] > 0  # alignment settings travel with the model
     assert spec.training["data_summary"]["validation"]["speakers"] > 0
     assert spec.metrics["parameters"] == architectures.count_parameters(result.model)
     assert 0.0 <= spec.metrics["int8_validation_accuracy"] <= 1.0

@@ -21,7 +21,7 @@ from spotter.features import LogMel
 from spotter.metrics import clip_metrics
 from spotter.model import Classifier
 
-from . import architectures, export, report, tune
+from . import architectures, export, recordings, report, tune
 from .augment import augment_waveforms, spec_augment
 from .data import EvalSet, Pool, eval_set, load_pool
 from .options import TrainConfig
@@ -262,6 +262,7 @@ def train(config: TrainConfig, output: Path) -> Result:
     training = {
         "config": config.to_dict(),
         "data_summary": summary,
+        "recordings": recordings.settings(),
         "parameters": params,
         "multiplies": multiplies,
         "seconds": round(time.time() - started, 1),

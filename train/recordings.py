@@ -34,6 +34,13 @@ below the peak), at most this far: weak onsets and a final /s/ belong to the wor
 MARGIN_MS = 30.0
 
 
+def settings() -> dict[str, object]:
+    """The alignment and window-labelling constants, recorded in every model's training metadata."""
+    names = ("FRAME_MS", "BAND_HZ", "FLOOR_PERCENTILE", "SEED_BELOW_PEAK_DB", "BRIDGE_MS", "EDGE_ABOVE_FLOOR_DB",
+             "EDGE_BELOW_PEAK_DB", "EDGE_MAX_MS", "MARGIN_MS", "POSITIVE_STRIDE_MS", "NEGATIVE_STRIDE_MS")
+    return {name.lower(): globals()[name] for name in names}
+
+
 def band_energy_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Per FRAME_MS frame, the energy in BAND_HZ, in dB."""
     frame = max(1, int(round(sample_rate * FRAME_MS / 1000)))
