@@ -32,6 +32,7 @@ train-computer: install
 
 bench: install-runtime
 	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench.py --model models/computer.tflite --recording demo/computer.wav
 
 # the main job without a microphone: the default model on the shipped demo recording
 demo: install-runtime
