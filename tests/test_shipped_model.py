@@ -75,7 +75,7 @@ def test_wake_word_model_on_held_back_takes(speech_commands: Path) -> None:
     computer = held_back(wakewords / "computer", 40)
     others = held_back(wakewords / "jarvis", 20) + [p for w in ("forward", "follow", "marvin", "learn", "house")
                                                    for p in held_back(speech_commands / w, 6)]
-    assert len(computer) >= 25 and len(others) >= 40
+    assert len(computer) >= 25 and len(others) >= 35
     hits = _takes_that_fire(classifier, computer)
     alarms = _takes_that_fire(classifier, others)
     assert np.mean(hits) >= 0.9, [p.name for p, h in zip(computer, hits) if not h]

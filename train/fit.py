@@ -263,6 +263,7 @@ def train(config: TrainConfig, output: Path) -> Result:
         "config": config.to_dict(),
         "data_summary": summary,
         "recordings": recordings.settings(),
+        "command": report.command_line(),
         "parameters": params,
         "multiplies": multiplies,
         "seconds": round(time.time() - started, 1),

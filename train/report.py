@@ -115,16 +115,21 @@ def _attribution(folder: str) -> str:
     return f"`{folder}`: {title} (licence and attribution: `{folder}/README.md`)"
 
 
-def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any], config: Any) -> None:
-    """The model card: what the model is, what it was trained on, how it scores on held-back data, and the
-    command that made it. Everything in it is also in the model file's metadata."""
+def command_line() -> str | None:
+    """The `spotter train ...` command being run, for the card and the metadata."""
     import shlex
     import sys
 
+    return shlex.join(["spotter", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("spotter", "__main__.py") else None
+
+
+def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any], config: Any) -> None:
+    """The model card: what the model is, what it was trained on, how it scores on held-back data, and the
+    command that made it. Everything in it is also in the model file's metadata."""
     training = spec.training
     decision = spec.decision
     thresholds = ", ".join(f"{k} {v:.2f}" for k, v in decision.thresholds.items())
-    command = shlex.join(["spotter", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("spotter", "__main__.py") else None
+    command = training.get("command")
     lines = [
         f"# Model card: `{model_path.name}`",
         "",
@@ -153,13 +158,21 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
         "| split | " + " | ".join(spec.labels) + " | speakers |",
         "|---|" + "---:|" * (len(spec.labels) + 1),
     ]
-    for split, counts in training["data_summary"].items():
+    for split in ("train", "validation", "test"):
+        counts = training["data_summary"][split]
         lines.append(f"| {split} | " + " | ".join(str(counts[label]) for label in spec.labels) + f" | {counts['speakers']} |")
     lines += ["", "## Clip level (held-back clips or windows)", "", "| | validation | test |", "|---|---:|---:|"]
     for q in ("int8", "float32"):
         if f"{q}_validation" in metrics:
             lines.append(f"| {q} accuracy | {_pct(metrics[f'{q}_validation']['accuracy'])} | "
                          f"{_pct(metrics[f'{q}_test']['accuracy'])} |")
+    chosen = f"{spec.quantization}_validation"
+    if chosen in metrics:
+        for label in spec.labels:
+            lines.append(f"| {spec.quantization} recall, {label} | {_pct(metrics[chosen]['recall'][label])} | "
+                         f"{_pct(metrics[f'{spec.quantization}_test']['recall'][label])} |")
+        lines += ["", "A spotter fires on neither `_unknown_` nor `_silence_`: confusing the two costs nothing, and "
+                  "model selection ignores it."]
     streaming = metrics.get("streaming")
     if streaming:
         target = config.tune.target_false_alarms_per_hour
@@ -168,6 +181,13 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
             f"## Streaming (the thresholds above, set at {target} false alarms per hour on clean validation streams)",
             "",
             f"Rule: {streaming['det']['rule']}.",
+            "",
+            f"Streams from clip folders: {config.tune.keyword_minutes:g} minutes of the split's keyword clips mixed "
+            f"with other words (a quarter of the items) at 1-3 s gaps, plus {config.tune.negative_minutes:g} minutes "
+            "of other words and silence only, so false alarms are counted on speech, not only on noise; noisy "
+            f"conditions add held-out background noise at {config.tune.noisy_snr_db:g} dB SNR. Annotated "
+            "recordings contribute their held-back stretches as they are. Latency is fire time minus the end of the "
+            "word; it is negative when the model is sure before the word's tail ends.",
             "",
             "| condition | minutes | recall | false alarms per hour | latency median / p90 (ms) |",
             "|---|---:|---:|---:|---:|",
