@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data/speech_commands
 WAKEWORDS ?= ../shared/data/wakewords
 
-.PHONY: install install-runtime test train train-computer bench demo clean
+.PHONY: install install-runtime test train train-computer train-jarvis bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ train: install
 train-computer: install
 	$(BIN)/spotter train --data $(WAKEWORDS) --labels computer --negatives $(DATA) --epochs 40 --unknown-weight 3 \
 		--output models/computer.tflite
+
+train-jarvis: install
+	$(BIN)/spotter train --data $(WAKEWORDS) --labels jarvis --negatives $(DATA) --epochs 40 --unknown-weight 3 \
+		--output models/jarvis.tflite
 
 bench: install-runtime
 	$(BIN)/python bench/bench.py

@@ -182,7 +182,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", help="model file (.tflite with spotter metadata) or a shipped model's name (kws, computer); "
+    parser.add_argument("--model", "-m", help="model file (.tflite with spotter metadata) or a shipped model's name (kws, computer, jarvis); "
                         "default: kws")
 
 
