@@ -97,7 +97,7 @@ def test_window_label_exact_at_event_boundaries() -> None:
     assert window_label(0, length, [Span(1000, 2000, "a"), Span(5000, 6000, "a")]) == "a"
     # the vectorised labeller agrees with the plain one everywhere around the boundaries
     starts = np.arange(word.start - length - 5, word.end + 5)
-    assert window_labels(starts, length, spans, ("computer",)) == [window_label(int(s), length, spans) for s in starts]
+    assert window_labels(starts, length, spans) == [window_label(int(s), length, spans) for s in starts]
 
 
 def test_audacity_seconds_become_samples_exactly(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from spotter.resample import Resampler
 
 from .augment import noise_segments
 from .options import DEFAULT_LABELS
-from .recordings import AUDIO_SUFFIXES, Span, annotated_windows, cut_window, find_recordings, quiet_stretches
+from .recordings import AUDIO_SUFFIXES, Span, annotated_windows, cut_window, find_recordings
 
 BACKGROUND_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
@@ -219,6 +219,7 @@ def load_pool(
     speakers: list[str] = []
     splits: list[str] = []
     held_back: dict[str, list[HeldBack]] = {}
+    quiet: list[np.ndarray] = []
     for recording in recordings:
         cut = annotated_windows(recording, labels, sample_rate, length, validation_pct, test_pct)
         rows.append(cut.audio)
@@ -229,6 +230,7 @@ def load_pool(
         present.update(cut.labels)
         for split, stretch in cut.held_back.items():
             held_back.setdefault(split, []).append(stretch)
+        quiet += cut.quiet
     missing = [w for w in labels if w not in (UNKNOWN, SILENCE) and w not in present]
     if missing:
         where = ", ".join(str(r) for r in roots)
@@ -244,8 +246,7 @@ def load_pool(
         noise_train += more_train
         noise_eval += more_eval
     if not noise_train:
-        for recording in recordings:
-            noise_train += quiet_stretches(recording, sample_rate, length, validation_pct, test_pct)
+        noise_train = quiet
     all_labels = clip_labels + row_labels
     return Pool(
         labels=tuple(labels),

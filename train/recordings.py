@@ -186,7 +186,7 @@ NEGATIVE_STRIDE_MS = 500.0
 """Windows clear of events are taken every 500 ms: plenty of negatives without an hour of audio filling memory."""
 
 
-def window_labels(starts: np.ndarray, length: int, spans: list[Span], labels: tuple[str, ...]) -> list[str | None]:
+def window_labels(starts: np.ndarray, length: int, spans: list[Span]) -> list[str | None]:
     """`window_label` for many windows at once (vectorised over windows and events, in chunks)."""
     if not spans:
         return [UNKNOWN] * int(starts.size)
@@ -239,6 +239,8 @@ class Windows:
     labels: list[str]
     splits: list[str]
     held_back: dict[str, object]
+    quiet: list[np.ndarray]
+    """The training part's stretches clear of events (`quiet_stretches`)."""
 
 
 def annotated_windows(
@@ -267,23 +269,19 @@ def annotated_windows(
             inside = [Span(s.start - lo, s.end - lo, s.label) for s in spans if lo <= s.start and s.end <= hi]
             held_back[split] = HeldBack(f"{recording.audio_path.name}:{split}", audio[lo:hi].copy(), inside)
         starts = np.arange(lo, hi - length + 1, positive_stride)
-        for k, (start, label) in enumerate(zip(starts.tolist(), window_labels(starts, length, known, labels))):
+        for k, (start, label) in enumerate(zip(starts.tolist(), window_labels(starts, length, known))):
             if label is None or label not in labels or (label == UNKNOWN and k % negative_every):
                 continue
             rows.append(audio[start : start + length])
             out_labels.append(label)
             out_splits.append(split)
     stacked = np.stack(rows) if rows else np.zeros((0, length), np.int16)
-    return Windows(stacked, out_labels, out_splits, held_back)
+    return Windows(stacked, out_labels, out_splits, held_back, quiet_stretches(audio, spans, first, length))
 
 
-def quiet_stretches(
-    recording: Recording, sample_rate: int, length: int, validation_pct: float, test_pct: float
-) -> list[np.ndarray]:
-    """The stretches of a recording's training part between events, longer than a window: background to mix
-    into training examples when no noise recordings are given."""
-    audio, spans = read_recording(recording, sample_rate)
-    first, _ = split_points(audio.size, spans, validation_pct, test_pct)
+def quiet_stretches(audio: np.ndarray, spans: list[Span], first: int, length: int) -> list[np.ndarray]:
+    """The stretches of a recording's training part (before `first`) between events, longer than a window:
+    background to mix into training examples when no noise recordings are given."""
     out, position = [], 0
     for span in sorted(spans, key=lambda s: s.start) + [Span(first, first, "")]:
         stop = min(span.start, first)

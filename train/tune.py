@@ -35,8 +35,7 @@ def _events(spans: list[Span], rate: int) -> list[Event]:
     return [Event(s.start / rate, s.end / rate, s.label) for s in spans]
 
 
-def _add_noise(audio: np.ndarray, events: list[Event], noise: list[np.ndarray], snr_db: float, rate: int,
-               rng: np.random.Generator) -> np.ndarray | None:
+def _add_noise(audio: np.ndarray, events: list[Event], noise: list[np.ndarray], snr_db: float, rate: int) -> np.ndarray | None:
     """Noise from held-out recordings under a stream, at `snr_db` below the level of its events."""
     if not noise:
         return None
@@ -57,11 +56,9 @@ def streams_for(
     the split's stretches of annotated recordings."""
     out: list[Stream] = []
     condition = "clean" if snr_db is None else f"{snr_db:g}dB"
-    clip_roots = [p for p in as_paths(sources) if not _annotated(p)] + as_paths(negatives)
-    has_keywords = any(
-        pool.words[i] in keywords for i in np.flatnonzero(pool.split == split) if i < len(pool.words)
-    ) and bool([p for p in as_paths(sources) if not _annotated(p)])
-    if has_keywords:
+    clip_sources = [p for p in as_paths(sources) if not _annotated(p)]
+    clip_roots = clip_sources + as_paths(negatives)
+    if clip_sources and any(pool.words[i] in keywords for i in np.flatnonzero(pool.split == split)):
         base = StreamConfig(minutes=config.keyword_minutes, snr_db=snr_db, split=split, seed=config.seed, sample_rate=rate)
         try:
             audio, events = build(clip_roots, keywords, base)
@@ -72,10 +69,9 @@ def streams_for(
         except FileNotFoundError:
             if snr_db is None:
                 raise
-    rng = np.random.default_rng(config.seed)
     for held in pool.held_back.get(split, []):
         events = _events(held.events, rate)
-        audio = held.audio if snr_db is None else _add_noise(held.audio, events, pool.noise_eval, snr_db, rate, rng)
+        audio = held.audio if snr_db is None else _add_noise(held.audio, events, pool.noise_eval, snr_db, rate)
         if audio is not None:
             out.append(Stream(f"{held.name}-{condition}", audio, events))
     return out
