@@ -6,8 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-SPEC_VERSION = 1
-"""Version of the JSON spec written into model files. Older versions keep loading; newer ones are refused."""
+SPEC_VERSION = 2
+"""Version of the JSON spec written into model files. Older versions keep loading; newer ones are refused.
+Version 2 added `outputs` (a version-1 reader would take logits for posteriors)."""
+
+OUTPUT_KINDS = ("probabilities", "logits")
+"""What the network's output tensor holds; `logits` means the runtime applies the softmax."""
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -79,6 +83,10 @@ class ModelSpec:
     decision: DecisionConfig = DecisionConfig()
     architecture: str = ""
     quantization: str = "float32"
+    outputs: str = "probabilities"
+    """`logits` when the network stops before its softmax: an int8 softmax output has steps of 1/256 and piles
+    every confident window onto the same top value, so the thresholds that decide false alarms lose their
+    resolution; int8 logits keep it, and the softmax costs nothing in numpy."""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
@@ -110,6 +118,8 @@ class ModelSpec:
         if "labels" not in rest or not rest["labels"]:
             raise ValueError("model spec has no labels")
         rest["labels"] = tuple(str(label) for label in rest["labels"])
+        if rest.get("outputs", "probabilities") not in OUTPUT_KINDS:
+            raise ValueError(f"model spec has unknown outputs {rest['outputs']!r}; expected one of {', '.join(OUTPUT_KINDS)}")
         return cls(features=FeatureConfig(**feats), decision=DecisionConfig(**decision), **rest)
 
     def replace(self, **changes: Any) -> "ModelSpec":

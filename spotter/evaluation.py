@@ -164,8 +164,11 @@ def replay(trace: Trace, labels: tuple[str, ...], decision: DecisionConfig) -> l
     return out
 
 
-SWEEP_THRESHOLDS = np.unique(np.round(np.concatenate([np.arange(0.30, 0.90, 0.01), np.arange(0.90, 1.0001, 0.0025)]), 4))
-"""Finer near the top: a confident model's keyword and false-alarm scores both crowd just under 1."""
+SWEEP_THRESHOLDS = np.unique(np.round(np.concatenate([
+    np.arange(0.30, 0.90, 0.01), np.arange(0.90, 0.99, 0.0025), 1.0 - np.logspace(-2, -5, 13),
+]), 6))
+"""Finer near the top: a confident model's keyword and false-alarm scores both crowd just under 1 (down to
+1e-5 from it, which models with logit outputs resolve)."""
 
 
 def sweep(

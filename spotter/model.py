@@ -10,6 +10,13 @@ from . import modelfile
 from .config import ModelSpec
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, shifted by the row maximum so it cannot overflow."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 class Classifier:
     """Runs the model file's interpreter; (de)quantisation of int8 models is handled inside."""
 
@@ -49,7 +56,8 @@ class Classifier:
             self._batch = count
         self._interpreter.set_tensor(self._input["index"], self._quantize(windows))
         self._interpreter.invoke()
-        return self._dequantize(self._interpreter.get_tensor(self._output["index"]))
+        out = self._dequantize(self._interpreter.get_tensor(self._output["index"]))
+        return softmax(out) if self.spec.outputs == "logits" else out
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]

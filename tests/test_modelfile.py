@@ -7,6 +7,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spotter import modelfile
@@ -99,4 +100,29 @@ def test_spec_without_labels_is_refused(shipped_model: Path, tmp_path: Path) -> 
     path = tmp_path / "nolabels.tflite"
     path.write_bytes(_flatbuffer(shipped_model) + archive.getvalue())
     with pytest.raises(ModelFileError, match="no labels"):
+        modelfile.read(path)
+
+
+def test_logit_outputs_get_the_softmax(shipped_model: Path) -> None:
+    """A spec that says `logits` makes the classifier apply the softmax itself (the network's own output, here
+    posteriors, is treated as logits); version-1 files, which predate the field, stay `probabilities`."""
+    tflite, spec = modelfile.read(shipped_model)
+    assert ModelSpec.from_dict({"labels": ["a"], "version": 1}).outputs == "probabilities"
+    windows = np.random.default_rng(0).normal(8.0, 3.0, (4, spec.window_frames, spec.features.n_mels)).astype(np.float32)
+    raw = Classifier(tflite, spec.replace(outputs="probabilities")).predict(windows)
+    soft = Classifier(tflite, spec.replace(outputs="logits")).predict(windows)
+    expected = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(soft, expected, rtol=1e-5)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_unknown_output_kind_is_refused(shipped_model: Path, tmp_path: Path) -> None:
+    spec = modelfile.read_spec(shipped_model).to_dict()
+    spec["outputs"] = "log-probabilities"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(modelfile.SPEC_NAME, json.dumps(spec))
+    path = tmp_path / "odd.tflite"
+    path.write_bytes(_flatbuffer(shipped_model) + archive.getvalue())
+    with pytest.raises(ModelFileError, match="unknown outputs"):
         modelfile.read(path)

@@ -3,7 +3,8 @@
 cnn-trad-fpool3 and cnn-one-fstride4: Sainath & Parada, "Convolutional Neural Networks for Small-footprint
 Keyword Spotting", 2015. ds-cnn: Zhang et al., "Hello Edge: Keyword Spotting on Microcontrollers", 2017.
 Every model starts with a fixed per-mel normalisation of the log-mel input, so the .tflite takes raw log-mel
-frames exactly as ``spotter.features.LogMel`` emits them, and ends with a softmax.
+frames exactly as ``spotter.features.LogMel`` emits them, and ends with a softmax after a layer named
+`LOGITS`, so export can stop before it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ def _input(window_frames: int, n_mels: int, mean: np.ndarray, std: np.ndarray) -
     return inputs, layers.Reshape((window_frames, n_mels, 1))(x)
 
 
+LOGITS = "logits"
+
+
+def _head(x: keras.KerasTensor, n_classes: int) -> keras.KerasTensor:
+    """The class scores as their own named layer, then the softmax that training uses."""
+    return layers.Softmax(name="posteriors")(layers.Dense(n_classes, name=LOGITS)(x))
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """The same network without its softmax: what is exported (see `ModelSpec.outputs`)."""
+    return keras.Model(model.inputs, model.get_layer(LOGITS).output, name=f"{model.name}-logits")
+
+
 def _bn_relu(x: keras.KerasTensor) -> keras.KerasTensor:
     return layers.ReLU()(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
 
@@ -40,8 +54,7 @@ def cnn_trad_fpool3(window_frames: int, n_mels: int, n_classes: int, mean: np.nd
     x = layers.Dense(32)(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(0.3)(x)
-    outputs = layers.Dense(n_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="cnn-trad-fpool3")
+    return keras.Model(inputs, _head(x, n_classes), name="cnn-trad-fpool3")
 
 
 def cnn_one_fstride4(window_frames: int, n_mels: int, n_classes: int, mean: np.ndarray, std: np.ndarray) -> keras.Model:
@@ -53,8 +66,7 @@ def cnn_one_fstride4(window_frames: int, n_mels: int, n_classes: int, mean: np.n
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(0.3)(x)
-    outputs = layers.Dense(n_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="cnn-one-fstride4")
+    return keras.Model(inputs, _head(x, n_classes), name="cnn-one-fstride4")
 
 
 def ds_cnn(
@@ -74,8 +86,7 @@ def ds_cnn(
         x = _bn_relu(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(n_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="ds-cnn")
+    return keras.Model(inputs, _head(x, n_classes), name="ds-cnn")
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {

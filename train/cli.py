@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hard-negatives", type=float, default=defaults.hard_negative_share, metavar="SHARE",
                         help="share of other words per epoch drawn from the ones the model confuses most, re-mined "
                         f"every {defaults.mine_every} epochs (0: off)")
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing,
+                        help="softened targets; 0 keeps the ranking among confident windows that strict thresholds need")
+    parser.add_argument("--shift-ms", type=float, default=defaults.augment.shift_ms,
+                        help="random time shift of training words, up to this either way: a stream meets words at "
+                        "every offset its hop allows")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--quantize", choices=("int8", "float32"), default=defaults.quantize)
@@ -102,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         per_class=args.per_class,
         unknown_weight=args.unknown_weight,
         hard_negative_share=args.hard_negatives,
+        label_smoothing=args.label_smoothing,
+        augment=dataclasses.replace(TrainConfig().augment, shift_ms=args.shift_ms),
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         quantize=args.quantize,

@@ -237,10 +237,11 @@ def train(config: TrainConfig, output: Path) -> Result:
     with report.console.status("exporting float and int8 TFLite"):
         count = min(REPRESENTATIVE_WINDOWS, first[0].shape[0])
         representative = first[0][np.random.default_rng(1).choice(first[0].shape[0], count, replace=False)]
-        exported = {"float32": export.to_tflite(model), "int8": export.to_tflite(model, representative)}
+        scorer = architectures.logits_model(model)
+        exported = {"float32": export.to_tflite(scorer), "int8": export.to_tflite(scorer, representative)}
     base_spec = ModelSpec(
         labels=tuple(config.labels), features=config.features, window_frames=window_frames,
-        decision=config.decision, architecture=config.architecture,
+        decision=config.decision, architecture=config.architecture, outputs="logits",
     )
     posteriors: dict[str, np.ndarray] = {}
     for name, blob in exported.items():
