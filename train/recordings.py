@@ -125,30 +125,14 @@ def to_spans(events: list[Event], sample_rate: int) -> list[Span]:
 
 
 def window_label(start: int, length: int, spans: list[Span]) -> str | None:
-    """The label of the window [start, start + length) over annotated events.
-
-    - It covers an event whole (or lies wholly inside an event longer than itself): that event's label.
-    - It touches no event: `_unknown_`, a negative.
-    - It cuts an event partially, or holds two different events whole: None, excluded from training.
-    """
-    end = start + length
-    found: set[str] = set()
-    for span in spans:
-        overlap = min(end, span.end) - max(start, span.start)
-        if overlap <= 0:
-            continue
-        if overlap >= min(length, span.end - span.start):
-            found.add(span.label)
-        else:
-            return None
-    if not found:
-        return UNKNOWN
-    return found.pop() if len(found) == 1 else None
+    """The label of the one window [start, start + length): see `window_labels`, the one statement of the rule."""
+    return window_labels(np.array([start], dtype=np.int64), length, spans)[0]
 
 
 def label_windows(total: int, length: int, stride: int, spans: list[Span], first: int = 0) -> list[tuple[int, str | None]]:
     """(start, label) of every window of `length` samples at `stride` inside [first, total)."""
-    return [(s, window_label(s, length, spans)) for s in range(first, total - length + 1, stride)]
+    starts = np.arange(first, total - length + 1, stride, dtype=np.int64)
+    return list(zip(starts.tolist(), window_labels(starts, length, spans)))
 
 
 @dataclass(frozen=True)
@@ -187,7 +171,12 @@ NEGATIVE_STRIDE_MS = 500.0
 
 
 def window_labels(starts: np.ndarray, length: int, spans: list[Span]) -> list[str | None]:
-    """`window_label` for many windows at once (vectorised over windows and events, in chunks)."""
+    """The label of each window [start, start + length) over annotated events (vectorised, in chunks):
+
+    - it covers an event whole (or lies wholly inside an event longer than itself): that event's label;
+    - it touches no event: `_unknown_`, a negative;
+    - it cuts an event partially, or holds two different events whole: None, excluded from training.
+    """
     if not spans:
         return [UNKNOWN] * int(starts.size)
     names = sorted({s.label for s in spans})
