@@ -14,7 +14,7 @@ pytest.importorskip("tensorflow", reason="training tests need the train extra")
 
 from spotter import modelfile  # noqa: E402
 from spotter.model import Classifier  # noqa: E402
-from train import architectures, export  # noqa: E402
+from train import architectures, export, report  # noqa: E402
 from train.data import load_pool, split_of  # noqa: E402
 from train.fit import train  # noqa: E402
 from train.options import TrainConfig, TuneSettings  # noqa: E402
@@ -58,6 +58,17 @@ def test_model_file_and_report(trained) -> None:  # type: ignore[no-untyped-def]
     assert out.with_suffix(".confusion.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads(out.with_suffix(".report.json").read_text())
     assert len(report["metrics"]["history"]) == 2
+
+
+def test_card_keeps_hand_written_notes(trained) -> None:  # type: ignore[no-untyped-def]
+    result, out, config = trained
+    card = out.with_suffix(".md")
+    card.write_text(card.read_text() + "Heard fine in my kitchen.\n")
+    for _ in range(2):  # retrained twice: the notes survive, once
+        report.write_card(card, out, result.spec, result.metrics, config)
+    text = card.read_text()
+    assert text.count("Heard fine in my kitchen.") == 1
+    assert text.index("## Reproduce") < text.index(report.KEEP_MARK) < text.index("Heard fine")
 
 
 def test_interpreter_matches_keras(trained) -> None:  # type: ignore[no-untyped-def]

@@ -123,6 +123,18 @@ def command_line() -> str | None:
     return shlex.join(["spotter", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("spotter", "__main__.py") else None
 
 
+KEEP_MARK = "<!-- Notes below this line are yours: retraining rewrites the card above it and keeps them. -->"
+
+
+def kept_notes(card: Path) -> str:
+    """The hand-written part of an existing card (after `KEEP_MARK`), so retraining does not erase it."""
+    if not card.is_file():
+        return ""
+    text = card.read_text()
+    at = text.find(KEEP_MARK)
+    return "" if at < 0 else text[at + len(KEEP_MARK):].lstrip("\n")
+
+
 def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any], config: Any) -> None:
     """The model card: what the model is, what it was trained on, how it scores on held-back data, and the
     command that made it. Everything in it is also in the model file's metadata."""
@@ -201,5 +213,5 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
     lines += ["", "## Reproduce", ""]
     if command:
         lines += ["```", command, "```", ""]
-    lines += [f"`spotter info --full {model_path}` prints every setting stored in the model file.", ""]
-    path.write_text("\n".join(lines))
+    lines += [f"`spotter info --full {model_path}` prints every setting stored in the model file.", "", KEEP_MARK, ""]
+    path.write_text("\n".join(lines) + kept_notes(path))
