@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data/speech_commands
 WAKEWORDS ?= ../shared/data/wakewords
 
-.PHONY: install install-runtime test train train-computer train-jarvis bench demo clean
+.PHONY: install install-runtime test train train-computer train-jarvis eval bench demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,23 @@ train-computer: install
 train-jarvis: install
 	$(BIN)/spotter train --data $(WAKEWORDS) --labels jarvis --negatives $(DATA) --epochs 40 --unknown-weight 3 \
 		--output models/jarvis.tflite
+
+# the default model's streaming table (models/kws.md): seeded streams of validation and test speakers, then
+# recall, false alarms per hour and latency per condition, with DET curves, under runs/
+STREAMS := runs/streams
+$(STREAMS)/val-clean.wav: ; $(BIN)/spotter eval build -o $@ --minutes 30 --seed 1
+$(STREAMS)/val-10db.wav: ; $(BIN)/spotter eval build -o $@ --minutes 30 --snr 10 --seed 2
+$(STREAMS)/val-neg-clean.wav: ; $(BIN)/spotter eval build -o $@ --minutes 60 --negatives --seed 3
+$(STREAMS)/val-neg-10db.wav: ; $(BIN)/spotter eval build -o $@ --minutes 60 --negatives --snr 10 --seed 4
+$(STREAMS)/test-clean.wav: ; $(BIN)/spotter eval build --split test -o $@ --minutes 30 --seed 11
+$(STREAMS)/test-10db.wav: ; $(BIN)/spotter eval build --split test -o $@ --minutes 30 --snr 10 --seed 12
+$(STREAMS)/test-neg-clean.wav: ; $(BIN)/spotter eval build --split test -o $@ --minutes 60 --negatives --seed 13
+$(STREAMS)/test-neg-10db.wav: ; $(BIN)/spotter eval build --split test -o $@ --minutes 60 --negatives --snr 10 --seed 14
+
+eval: install $(foreach s,val test,$(foreach c,clean 10db neg-clean neg-10db,$(STREAMS)/$(s)-$(c).wav))
+	for s in val test; do for c in clean 10db; do \
+		$(BIN)/spotter eval run -m models/kws.tflite $(STREAMS)/$$s-$$c.wav $(STREAMS)/$$s-neg-$$c.wav \
+			--report runs/eval-$$s-$$c || exit 1; done; done
 
 bench: install-runtime
 	$(BIN)/python bench/bench.py
