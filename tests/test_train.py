@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="training tests need the train extra")
 
+import keras  # noqa: E402
+
 from spotter import modelfile  # noqa: E402
 from spotter.model import Classifier  # noqa: E402
 from train import architectures, export, report  # noqa: E402
@@ -56,6 +58,9 @@ def test_model_file_and_report(trained) -> None:  # type: ignore[no-untyped-def]
     confusion = json.loads(out.with_suffix(".confusion.json").read_text())
     assert np.asarray(confusion["confusion"]).shape == (12, 12)
     assert out.with_suffix(".confusion.png").read_bytes()[:4] == b"\x89PNG"
+    reloaded = keras.models.load_model(out.with_suffix(".keras"))
+    windows = np.random.default_rng(1).normal(8.0, 3.0, (2, 98, 40)).astype(np.float32)
+    np.testing.assert_allclose(reloaded.predict(windows, verbose=0), result.model.predict(windows, verbose=0), atol=1e-6)
     report = json.loads(out.with_suffix(".report.json").read_text())
     assert len(report["metrics"]["history"]) == 2
 

@@ -294,6 +294,7 @@ def train(config: TrainConfig, output: Path) -> Result:
     output.parent.mkdir(parents=True, exist_ok=True)
     modelfile.write(output, exported[chosen], spec)
     stem = output.with_suffix("")
+    model.save(f"{stem}.keras")  # the trained network itself, so other exports need no retraining
     Path(f"{stem}.report.json").write_text(json.dumps({"training": training, "metrics": metrics}, indent=1))
     report.save_confusion(
         metrics[f"{chosen}_validation"], Path(f"{stem}.confusion.png"), Path(f"{stem}.confusion.json"),
