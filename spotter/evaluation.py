@@ -209,3 +209,45 @@ def operating_points(det: dict[str, Any], target: float = TARGET_FALSE_ALARMS_PE
                 out[key] = {"threshold": threshold, "recall": 1.0 - miss, "false_alarms_per_hour": fa}
                 break
     return out
+
+
+SWITCHED_OFF = 1.01
+"""A threshold above any posterior: the keyword never fires (a float softmax can round to exactly 1.0)."""
+
+
+def label_thresholds(
+    traces: list[tuple[Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig, det: dict[str, Any],
+    target: float = TARGET_FALSE_ALARMS_PER_HOUR,
+) -> dict[str, float]:
+    """Per-keyword thresholds that keep every keyword within an equal share of `target` false alarms per hour, so
+    all together stay within it on these streams. Start from each keyword's point on the common-threshold sweep
+    `det`, then replay with the mixed thresholds and raise any keyword still over its share one sweep step
+    (thresholds interact: a keyword held back no longer pre-empts another's false alarm through the refractory
+    period). A keyword that never gets there is switched off (`SWITCHED_OFF`)."""
+    keywords = [key for key in det["curves"] if key != "overall"]
+    share = target / max(1, len(keywords))
+    grid = [float(t) for t in det["thresholds"]] + [SWITCHED_OFF]
+    points = operating_points({**det, "curves": {k: det["curves"][k] for k in keywords}}, share)
+    chosen = {k: float(points[k]["threshold"]) if k in points else SWITCHED_OFF for k in keywords}
+    while True:
+        result = score_traces(traces, labels, dataclasses.replace(decision, thresholds=chosen))
+        over = [k for k in keywords if chosen[k] < SWITCHED_OFF and result["labels"][k]["false_alarms_per_hour"] > share]
+        if not over:
+            return chosen
+        for k in over:
+            chosen[k] = next(t for t in grid if t > chosen[k])
+
+
+def score_traces(traces: list[tuple[Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig) -> dict[str, Any]:
+    """Recall, false alarms per hour and latency with the given decision settings (per-label thresholds and
+    all), replayed from the traces and scored over all streams together."""
+    detections: list[Detection] = []
+    truth: list[Event] = []
+    offset, duration = 0.0, 0.0
+    for trace, events in traces:
+        for d in replay(trace, labels, decision):
+            detections.append(dataclasses.replace(d, sample=d.sample + int(round(offset * trace.sample_rate))))
+        truth += [Event(e.start + offset, e.end + offset, e.label) for e in events]
+        offset += trace.duration_s + 10.0  # a gap longer than the hit window keeps streams apart
+        duration += trace.duration_s
+    return score(detections, truth, labels, duration)

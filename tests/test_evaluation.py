@@ -15,10 +15,14 @@ from spotter.engine import Spotter
 from spotter.evaluation import (
     Event,
     LabelFileError,
+    SWITCHED_OFF,
+    label_thresholds,
+    operating_points,
     read_labels,
     replay,
     run_stream,
     score,
+    score_traces,
     sweep,
     write_labels,
 )
@@ -135,4 +139,60 @@ def test_sweep_point_equals_direct_run(shipped_model: Path, speech_commands: Pat
         assert det["curves"]["overall"]["false_alarms_per_hour"][i] == pytest.approx(
             result["overall"]["false_alarms_per_hour"]
         )
+    # per-label thresholds replayed from the same trace score exactly as a direct run with them
+    mixed = dataclasses.replace(spotter.decision, thresholds={k: 0.5 + 0.04 * i for i, k in enumerate(classifier.spec.keyword_labels)})
+    direct, _ = run_stream(Spotter(classifier, mixed), audio)
+    assert score_traces([(trace, truth)], classifier.spec.labels, mixed) == score(direct, truth, classifier.spec.labels, trace.duration_s)
     assert DecisionConfig().hop_ms > 0
+
+
+def test_label_thresholds_share_the_budget(shipped_model: Path, speech_commands: Path) -> None:
+    """Per-keyword thresholds keep each keyword within its equal share of the budget when replayed together."""
+    classifier = Classifier.load(shipped_model)
+    labels = classifier.spec.labels
+    traces = []
+    for seed, negatives in ((7, False), (8, True)):
+        audio, truth = build(speech_commands, classifier.spec.keyword_labels, StreamConfig(minutes=2.0, seed=seed, negatives_only=negatives))
+        traces.append((run_stream(Spotter(classifier), audio)[1], truth))
+    decision = Spotter(classifier).decision
+    det = sweep(traces, labels, decision)
+    target = 60.0  # false alarms per hour: 6 per keyword over these 4 minutes allow 0.4 false alarms each: none
+    chosen = label_thresholds(traces, labels, decision, det, target)
+    result = score_traces(traces, labels, dataclasses.replace(decision, thresholds=chosen))
+    share = target / len(chosen)
+    assert all(result["labels"][k]["false_alarms_per_hour"] <= share for k in chosen)
+    assert result["overall"]["false_alarms_per_hour"] <= target
+    start = operating_points({**det, "curves": {k: det["curves"][k] for k in chosen}}, share)
+    for k, t in chosen.items():  # from each keyword's point on the common sweep, only ever raised
+        assert t == SWITCHED_OFF or t in det["thresholds"]
+        assert t >= start.get(k, {"threshold": SWITCHED_OFF})["threshold"]
+
+
+def test_eval_cli_builds_runs_and_writes_thresholds(shipped_model: Path, speech_commands: Path, tmp_path: Path) -> None:
+    """`spotter eval build` then `spotter eval run --write-thresholds`, as a user runs them: the model file ends up
+    with the per-keyword thresholds the report states, and the report's figures for them are a replay of its streams."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from spotter import modelfile
+
+    spotter = [sys.executable, "-m", "spotter", "eval"]
+    streams = [tmp_path / "kw.wav", tmp_path / "neg.wav"]
+    for out, extra in zip(streams, ([], ["--negatives"])):
+        subprocess.run([*spotter, "build", "--data", str(speech_commands), "-o", str(out), "--minutes", "1",
+                        "--seed", "5", *extra], check=True, capture_output=True, timeout=120)
+        assert read_labels(out.with_suffix(".txt"))
+    model = tmp_path / "kws.tflite"
+    shutil.copy(shipped_model, model)
+    run = subprocess.run([*spotter, "run", "-m", str(model), *map(str, streams), "--report", str(tmp_path / "r"),
+                          "--write-thresholds"], capture_output=True, timeout=300, text=True)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "r" / "eval.json").read_text())
+    chosen = report["label_thresholds"]["thresholds"]
+    assert set(chosen) == set(Classifier.load(shipped_model).spec.keyword_labels)
+    assert modelfile.read_spec(model).decision.thresholds == chosen
+    assert report["label_thresholds"]["overall"]["false_alarms_per_hour"] <= 0.5
+    assert "per-keyword thresholds sharing 0.5 false alarms/h" in run.stdout
+    assert (tmp_path / "r" / "det.png").read_bytes()[:4] == b"\x89PNG"

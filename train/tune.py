@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from spotter import evaluation
-from spotter.config import BACKGROUND_LABELS, DecisionConfig
+from spotter.config import DecisionConfig
 from spotter.engine import Spotter
 from spotter.evaluation import Event
 from spotter.model import Classifier
@@ -92,26 +92,9 @@ def choose_thresholds(
     traces: list[tuple[evaluation.Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig,
     target: float,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Each keyword's own threshold at the target false alarms per hour (the sweep's operating points)."""
+    """Keyword thresholds that keep all keywords together at the target false alarms per hour."""
     det = evaluation.sweep(traces, labels, decision)
-    points = evaluation.operating_points(det, target)
-    keywords = [label for label in labels if label not in BACKGROUND_LABELS]
-    chosen = {k: float(points[k]["threshold"]) if k in points else 1.0 for k in keywords}
-    return chosen, {"det": det, "operating_points": points}
-
-
-def measure(
-    traces: list[tuple[evaluation.Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig,
-) -> dict[str, Any]:
-    """Recall, false alarms per hour and latency with the given decision settings, over all streams together."""
-    detections, truth, offset, duration = [], [], 0.0, 0.0
-    for trace, events in traces:
-        for d in evaluation.replay(trace, labels, decision):
-            detections.append(dataclasses.replace(d, sample=d.sample + int(round(offset * trace.sample_rate))))
-        truth += [Event(e.start + offset, e.end + offset, e.label) for e in events]
-        offset += trace.duration_s + 10.0  # a gap longer than the hit window keeps streams apart
-        duration += trace.duration_s
-    return evaluation.score(detections, truth, labels, duration)
+    return evaluation.label_thresholds(traces, labels, decision, det, target), {"det": det, "operating_points": evaluation.operating_points(det, target)}
 
 
 def tune_model(classifier: Classifier, pool: Pool, config: Any, log: Any = print) -> dict[str, Any] | None:
@@ -144,7 +127,7 @@ def tune_model(classifier: Classifier, pool: Pool, config: Any, log: Any = print
             if not any(e.label in keywords for s in made for e in s.events):
                 continue
             split_traces = traces if made is validation else run(classifier, decision, made)
-            results[condition] = measure(split_traces, spec.labels, tuned)
+            results[condition] = evaluation.score_traces(split_traces, spec.labels, tuned)
             minutes[condition] = round(sum(s.audio.size for s in made) / rate / 60, 1)
             o = results[condition]["overall"]
             log(f"{condition}: recall {o['recall']:.1%}, {o['false_alarms_per_hour']:.2f} false alarms/h "
