@@ -76,6 +76,25 @@ def test_card_keeps_hand_written_notes(trained) -> None:  # type: ignore[no-unty
     assert text.index("## Reproduce") < text.index(report.KEEP_MARK) < text.index("Heard fine")
 
 
+def test_config_round_trips_and_card_follows_new_thresholds(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What `spotter eval run --write-thresholds` does to a trained model: new thresholds in the file, and the card
+    rewritten from file and report to state them."""
+    import shutil
+
+    result, out, config = trained
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    model = tmp_path / "tiny.tflite"
+    for suffix in (".tflite", ".report.json", ".md"):
+        shutil.copy(out.with_suffix(suffix), model.with_suffix(suffix))
+    spec = modelfile.read_spec(model)
+    thresholds = {label: 0.9994 for label in spec.keyword_labels} | {"yes": 1.01}
+    modelfile.update_spec(model, spec.replace(decision=dataclasses.replace(spec.decision, thresholds=thresholds)))
+    assert report.refresh_card(model) == model.with_suffix(".md")
+    card = model.with_suffix(".md").read_text()
+    decision_row = next(line for line in card.splitlines() if line.startswith("| Decision"))
+    assert "yes off" in decision_row and "no 0.9994," in decision_row and report.KEEP_MARK in card, decision_row
+
+
 def test_interpreter_matches_keras(trained) -> None:  # type: ignore[no-untyped-def]
     result, out, _ = trained
     rng = np.random.default_rng(0)

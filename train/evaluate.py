@@ -20,7 +20,7 @@ from spotter.model import Classifier
 from spotter.sources import WavFile
 
 from .options import DEFAULT_WORDS, TrainConfig
-from .report import save_det
+from .report import refresh_card, save_det
 
 OPERATING_FALSE_ALARMS_PER_HOUR = evaluation.TARGET_FALSE_ALARMS_PER_HOUR
 DEFAULT_DATA = TrainConfig().data[0]
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"({o['false_alarms_per_hour']:.2f}/h over {result['duration_s'] / 3600:.2f} h), latency median/p90 {lat}")
     if "overall" in points:
         p = points["overall"]
-        print(f"at {OPERATING_FALSE_ALARMS_PER_HOUR} false alarms/h (all streams): threshold {p['threshold']:.2f}, "
+        print(f"at {OPERATING_FALSE_ALARMS_PER_HOUR} false alarms/h (all streams): threshold {p['threshold']:.4g}, "
               f"recall {p['recall']:.1%}")
     chosen = evaluation.label_thresholds(traces, spec.labels, spotter.decision, det, OPERATING_FALSE_ALARMS_PER_HOUR)
     decision = dataclasses.replace(spotter.decision, thresholds=chosen)
@@ -108,6 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         modelfile.update_spec(model_path, spec.replace(decision=decision))
         print(f"wrote hop {decision.hop_ms:g} ms, smoothing {decision.smoothing_ms:g} ms, refractory "
               f"{decision.refractory_ms:g} ms and thresholds into {model_path}: {chosen}", file=sys.stderr)
+        card = refresh_card(model_path)
+        if card is not None:
+            print(f"rewrote {card} with them", file=sys.stderr)
     print(f"report: {out / 'eval.json'}, {out / 'det.png'}", file=sys.stderr)
     return 0
 

@@ -123,6 +123,11 @@ def command_line() -> str | None:
     return shlex.join(["spotter", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("spotter", "__main__.py") else None
 
 
+def _threshold(value: float) -> str:
+    """Enough digits to tell 0.9994 from 1 (logit models are tuned that close to it); above 1: never fires."""
+    return "off" if value > 1.0 else f"{value:.4g}"
+
+
 KEEP_MARK = "<!-- Notes below this line are yours: retraining rewrites the card above it and keeps them. -->"
 
 
@@ -140,7 +145,7 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
     command that made it. Everything in it is also in the model file's metadata."""
     training = spec.training
     decision = spec.decision
-    thresholds = ", ".join(f"{k} {v:.2f}" for k, v in decision.thresholds.items())
+    thresholds = ", ".join(f"{k} {_threshold(v)}" for k, v in decision.thresholds.items())
     command = training.get("command")
     lines = [
         f"# Model card: `{model_path.name}`",
@@ -215,3 +220,21 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
         lines += ["```", command, "```", ""]
     lines += [f"`spotter info --full {model_path}` prints every setting stored in the model file.", "", KEEP_MARK, ""]
     path.write_text("\n".join(lines) + kept_notes(path))
+
+
+def refresh_card(model_path: Path) -> Path | None:
+    """Rewrite a trained model's card from what its file and report now hold (after `spotter eval run
+    --write-thresholds` changed its decision settings); hand-written notes are kept. None without a report."""
+    from spotter import modelfile
+
+    from .options import TrainConfig
+
+    stem = model_path.with_suffix("")
+    report_path = Path(f"{stem}.report.json")
+    spec = modelfile.read_spec(model_path)
+    if not report_path.is_file() or "config" not in spec.training:
+        return None
+    metrics = json.loads(report_path.read_text())["metrics"]
+    card = Path(f"{stem}.md")
+    write_card(card, model_path, spec, metrics, TrainConfig.from_dict(spec.training["config"]))
+    return card
