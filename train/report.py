@@ -219,12 +219,14 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
     if command:
         lines += ["```", command, "```", ""]
     lines += [f"`spotter info --full {model_path}` prints every setting stored in the model file.", "", KEEP_MARK, ""]
-    path.write_text("\n".join(lines) + kept_notes(path))
+    kept = kept_notes(path)
+    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
 
 
 def refresh_card(model_path: Path) -> Path | None:
     """Rewrite a trained model's card from what its file and report now hold (after `spotter eval run
-    --write-thresholds` changed its decision settings); hand-written notes are kept. None without a report."""
+    --write-thresholds` changed its decision settings); hand-written notes below `KEEP_MARK` are kept. None
+    without a report, or when the card exists without the marker (written by hand: left alone)."""
     from spotter import modelfile
 
     from .options import TrainConfig
@@ -234,7 +236,9 @@ def refresh_card(model_path: Path) -> Path | None:
     spec = modelfile.read_spec(model_path)
     if not report_path.is_file() or "config" not in spec.training:
         return None
-    metrics = json.loads(report_path.read_text())["metrics"]
     card = Path(f"{stem}.md")
+    if card.is_file() and KEEP_MARK not in card.read_text():
+        return None  # a card written by hand, without the marker: not ours to rewrite
+    metrics = json.loads(report_path.read_text())["metrics"]
     write_card(card, model_path, spec, metrics, TrainConfig.from_dict(spec.training["config"]))
     return card
