@@ -110,9 +110,9 @@ class ModelSpec:
             raise ValueError(
                 f"model spec version {version} is newer than this spotter understands ({SPEC_VERSION}); upgrade spotter"
             )
-        feats = _known(FeatureConfig, data.get("features", {}))
-        decision = _known(DecisionConfig, data.get("decision", {}))
-        rest = _known(cls, data)
+        feats = known_fields(FeatureConfig, data.get("features", {}))
+        decision = known_fields(DecisionConfig, data.get("decision", {}))
+        rest = known_fields(cls, data)
         rest.pop("features", None)
         rest.pop("decision", None)
         if "labels" not in rest or not rest["labels"]:
@@ -126,6 +126,7 @@ class ModelSpec:
         return dataclasses.replace(self, **changes)
 
 
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `data` that are fields of dataclass `cls`: files from other versions load."""
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in data.items() if k in names}

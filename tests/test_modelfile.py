@@ -22,6 +22,15 @@ def _flatbuffer(path: Path) -> bytes:
     return data[: data.rindex(b"PK\x03\x04")]
 
 
+def _with_raw_spec(tflite: bytes, spec: dict, path: Path) -> Path:  # type: ignore[type-arg]
+    """A model file holding `spec` exactly as given (no ModelSpec in between, so it may be invalid)."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(modelfile.SPEC_NAME, json.dumps(spec))
+    path.write_bytes(tflite + archive.getvalue())
+    return path
+
+
 def test_spec_round_trips(shipped_model: Path, tmp_path: Path) -> None:
     tflite = _flatbuffer(shipped_model)
     spec = ModelSpec(labels=("a", "b", "_unknown_"), decision=DecisionConfig(thresholds={"a": 0.8}), metrics={"x": 1})
@@ -72,11 +81,7 @@ def test_truncated_model_is_refused(shipped_model: Path, tmp_path: Path) -> None
 def test_corrupt_flatbuffer_with_valid_spec_is_refused(shipped_model: Path, tmp_path: Path) -> None:
     tflite = bytearray(_flatbuffer(shipped_model))
     tflite[8:] = bytes(len(tflite) - 8)  # keep the identifier, zero everything else
-    path = tmp_path / "zeroed.tflite"
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr(modelfile.SPEC_NAME, json.dumps(modelfile.read_spec(shipped_model).to_dict()))
-    path.write_bytes(bytes(tflite) + archive.getvalue())
+    path = _with_raw_spec(bytes(tflite), modelfile.read_spec(shipped_model).to_dict(), tmp_path / "zeroed.tflite")
     with pytest.raises(ModelFileError):
         Classifier.load(path)
 
@@ -84,21 +89,13 @@ def test_corrupt_flatbuffer_with_valid_spec_is_refused(shipped_model: Path, tmp_
 def test_future_spec_version_is_refused(shipped_model: Path, tmp_path: Path) -> None:
     spec = modelfile.read_spec(shipped_model).to_dict()
     spec["version"] = SPEC_VERSION + 1
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr(modelfile.SPEC_NAME, json.dumps(spec))
-    path = tmp_path / "future.tflite"
-    path.write_bytes(_flatbuffer(shipped_model) + archive.getvalue())
+    path = _with_raw_spec(_flatbuffer(shipped_model), spec, tmp_path / "future.tflite")
     with pytest.raises(ModelFileError, match="newer than this spotter"):
         modelfile.read(path)
 
 
 def test_spec_without_labels_is_refused(shipped_model: Path, tmp_path: Path) -> None:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr(modelfile.SPEC_NAME, json.dumps({"version": 1}))
-    path = tmp_path / "nolabels.tflite"
-    path.write_bytes(_flatbuffer(shipped_model) + archive.getvalue())
+    path = _with_raw_spec(_flatbuffer(shipped_model), {"version": 1}, tmp_path / "nolabels.tflite")
     with pytest.raises(ModelFileError, match="no labels"):
         modelfile.read(path)
 
@@ -119,10 +116,6 @@ def test_logit_outputs_get_the_softmax(shipped_model: Path) -> None:
 def test_unknown_output_kind_is_refused(shipped_model: Path, tmp_path: Path) -> None:
     spec = modelfile.read_spec(shipped_model).to_dict()
     spec["outputs"] = "log-probabilities"
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr(modelfile.SPEC_NAME, json.dumps(spec))
-    path = tmp_path / "odd.tflite"
-    path.write_bytes(_flatbuffer(shipped_model) + archive.getvalue())
+    path = _with_raw_spec(_flatbuffer(shipped_model), spec, tmp_path / "odd.tflite")
     with pytest.raises(ModelFileError, match="unknown outputs"):
         modelfile.read(path)

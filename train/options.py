@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from spotter.config import SILENCE, UNKNOWN, DecisionConfig, FeatureConfig
+from spotter.config import SILENCE, UNKNOWN, DecisionConfig, FeatureConfig, known_fields
 
 from .augment import AugmentConfig
 
@@ -76,14 +76,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """The config a model file's metadata stored (`to_dict`); keys this version does not know are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        nested = {"features": FeatureConfig, "augment": AugmentConfig, "decision": DecisionConfig}
+        values = known_fields(cls, data)
+        nested = {"features": FeatureConfig, "augment": AugmentConfig, "decision": DecisionConfig, "tune": TuneSettings}
         for name, kind in nested.items():
             if isinstance(values.get(name), dict):
-                values[name] = kind(**{k: v for k, v in values[name].items() if k in {f.name for f in dataclasses.fields(kind)}})
-        if isinstance(values.get("tune"), dict):
-            values["tune"] = TuneSettings(**values["tune"])
+                values[name] = kind(**known_fields(kind, values[name]))
         for name in ("data", "negatives", "labels"):
             if name in values:
                 values[name] = tuple([values[name]] if isinstance(values[name], str) else values[name])
