@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-SPEC_VERSION = 2
-"""Version of the JSON spec written into model files. Older versions keep loading; newer ones are refused.
-Version 2 added `outputs` (a version-1 reader would take logits for posteriors)."""
+SPEC_VERSION = 3
+"""Newest version of the JSON spec this spotter reads. Older versions keep loading; newer ones are refused.
+Version 2 added `outputs` (a version-1 reader would take logits for posteriors); version 3 added PCEN
+`compression` (a version-2 reader would ignore the key and feed log-mel frames to a PCEN network)."""
+
+LOG_SPEC_VERSION = 2
+"""Version written for log-mel models: they mean the same to version-2 readers, so those keep running them."""
+
+PCEN_SPEC_VERSION = 3
+"""Version written for PCEN models, so older readers refuse them instead of silently computing log-mel."""
+
+COMPRESSIONS = ("log", "pcen")
+"""How mel energies become features: natural log (logfbank), or per-channel energy normalisation."""
+
+PAPER_PCEN_SMOOTHING = 0.025
+PAPER_STEP_MS = 10.0
+PAPER_PCEN_SMOOTH_MS = -PAPER_STEP_MS / math.log1p(-PAPER_PCEN_SMOOTHING)
+"""About 395 ms: the time constant giving Wang et al.'s smoothing coefficient s = 0.025 at their 10 ms step."""
+
+PCEN_LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "pcen_smooth_ms": (lambda v: v > 0, "> 0"),
+    "pcen_alpha": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "pcen_delta": (lambda v: v >= 0, ">= 0"),
+    "pcen_root": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "pcen_eps": (lambda v: v > 0, "> 0"),
+}
+"""Ranges where PCEN is defined and compresses (root > 1 would expand; eps > 0 keeps the division finite)."""
 
 OUTPUT_KINDS = ("probabilities", "logits")
 """What the network's output tensor holds; `logits` means the runtime applies the softmax."""
@@ -26,7 +51,7 @@ def ms_to_samples(ms: float, sample_rate: int) -> int:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Log-mel front end; the defaults reproduce python_speech_features.logfbank with 40 filters."""
+    """Mel front end (log or PCEN); the defaults reproduce python_speech_features.logfbank with 40 filters."""
 
     sample_rate: int = 16000
     window_ms: float = 25.0
@@ -39,6 +64,32 @@ class FeatureConfig:
     noise_floor: float = 0.0
     """RMS (int16 units) of white noise whose expected band energies are added before the log: a deterministic
     dither, so digital silence looks like a quiet microphone instead of log(eps). 0 reproduces logfbank exactly."""
+    compression: str = "log"
+    """`log` (logfbank) or `pcen`: P = (E / (eps + M)**alpha + delta)**root - delta**root, with M the energy E
+    smoothed over time per band, so a constant gain divides out once M settles (Wang et al., ICASSP 2017)."""
+    pcen_smooth_ms: float = PAPER_PCEN_SMOOTH_MS
+    """Time constant T of the smoother M[t] = (1 - s) M[t-1] + s E[t], with s = 1 - exp(-step_ms / T): the exact
+    discrete first-order low-pass, so s stays in (0, 1) for any T > 0 and means the same time at any step."""
+    pcen_alpha: float = 0.98
+    pcen_delta: float = 2.0
+    pcen_root: float = 0.5
+    pcen_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        """Refuse what a model file must not carry, with one line naming the field (files are untrusted)."""
+        if self.compression not in COMPRESSIONS:
+            expected = ", ".join(COMPRESSIONS)
+            raise ValueError(f"unknown features.compression {self.compression!r}; expected one of {expected}")
+        for name, (allowed, wanted) in PCEN_LIMITS.items():
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and allowed(value)):
+                raise ValueError(f"features.{name} must be a finite number {wanted}, got {value!r}")
+
+    @property
+    def pcen_smoothing(self) -> float:
+        """The per-frame smoothing coefficient s (0.025 with the defaults at a 10 ms step)."""
+        return -math.expm1(-self.step_ms / self.pcen_smooth_ms)
 
     @property
     def window_samples(self) -> int:
@@ -89,7 +140,14 @@ class ModelSpec:
     resolution; int8 logits keep it, and the softmax costs nothing in numpy."""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    version: int = SPEC_VERSION
+    version: int = LOG_SPEC_VERSION
+    """The oldest spec version that reads this spec correctly, not always SPEC_VERSION: a PCEN model is raised to
+    PCEN_SPEC_VERSION so older spotters refuse it, while log-mel models stay readable by them. Files keep the
+    version they were read with (a version-1 file stays 1)."""
+
+    def __post_init__(self) -> None:
+        if self.features.compression != "log" and self.version < PCEN_SPEC_VERSION:
+            object.__setattr__(self, "version", PCEN_SPEC_VERSION)
 
     @property
     def window_samples(self) -> int:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spotter import modelfile
+from spotter.config import FeatureConfig
 from spotter.engine import Spotter
 from spotter.model import Classifier
 from spotter.sources import WavFile
@@ -71,3 +73,24 @@ def test_silence_gives_nothing(classifier: Classifier) -> None:
     rng = np.random.default_rng(0)
     quiet = rng.normal(0, 30, 16000 * 5).astype(np.int16)
     assert Spotter(classifier).push(quiet) == []
+
+
+def test_pcen_model_streams_chunk_invariantly(
+    classifier: Classifier, demo_audio: np.ndarray, shipped_model: Path
+) -> None:
+    """A spec asking for PCEN gets PCEN frames in the engine (its scores differ from log-mel's), and the smoother
+    carried across pushes keeps every hop's scores independent of chunking."""
+    tflite, spec = modelfile.read(shipped_model)
+    pcen = Classifier(tflite, spec.replace(features=FeatureConfig(compression="pcen")))
+    audio = demo_audio[: 16000 * 3]
+
+    def trace(model: Classifier, size: int) -> np.ndarray:
+        spotter = Spotter(model, record=True)
+        for i in range(0, audio.size, size):
+            spotter.push(audio[i : i + size])
+        return np.stack([scores for _, scores in spotter.trace])
+
+    whole = trace(pcen, audio.size)
+    for size in (1, 161, 4001):
+        np.testing.assert_allclose(trace(pcen, size), whole, atol=1e-6)
+    assert np.abs(whole - trace(classifier, audio.size)).max() > 1e-3

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from spotter import modelfile
-from spotter.config import SPEC_VERSION, DecisionConfig, ModelSpec
+from spotter.config import (
+    LOG_SPEC_VERSION, PCEN_SPEC_VERSION, SPEC_VERSION, DecisionConfig, FeatureConfig, ModelSpec,
+)
 from spotter.model import Classifier
 from spotter.modelfile import ModelFileError
 
@@ -118,4 +120,52 @@ def test_unknown_output_kind_is_refused(shipped_model: Path, tmp_path: Path) -> 
     spec["outputs"] = "log-probabilities"
     path = _with_raw_spec(_flatbuffer(shipped_model), spec, tmp_path / "odd.tflite")
     with pytest.raises(ModelFileError, match="unknown outputs"):
+        modelfile.read(path)
+
+
+def test_pcen_spec_round_trips_and_needs_version_3(shipped_model: Path, tmp_path: Path) -> None:
+    """PCEN models say version 3, so a version-2 spotter refuses them instead of feeding them log-mel frames;
+    log-mel models keep saying 2, so version-2 spotters still run them."""
+    tflite = _flatbuffer(shipped_model)
+    features = FeatureConfig(compression="pcen", pcen_alpha=0.9, pcen_smooth_ms=300.0)
+    spec = ModelSpec(labels=("a", "_unknown_"), features=features)
+    out = tmp_path / "pcen.tflite"
+    modelfile.write(out, tflite, spec)
+    loaded = modelfile.read_spec(out)
+    assert loaded == spec and loaded.features.compression == "pcen" and loaded.features.pcen_alpha == 0.9
+    with zipfile.ZipFile(out) as zf:
+        stored = json.loads(zf.read(modelfile.SPEC_NAME))
+    assert stored["version"] == PCEN_SPEC_VERSION == SPEC_VERSION and stored["features"]["compression"] == "pcen"
+    assert ModelSpec(labels=("a",)).version == LOG_SPEC_VERSION < PCEN_SPEC_VERSION
+    assert ModelSpec(labels=("a",), features=features, version=1).version == PCEN_SPEC_VERSION
+
+
+def test_old_specs_load_as_log_mel() -> None:
+    for version in (1, 2):
+        spec = ModelSpec.from_dict({"labels": ["a"], "version": version, "features": {"n_mels": 40}})
+        assert spec.features.compression == "log" and spec.features == FeatureConfig() and spec.version == version
+
+
+@pytest.mark.parametrize(
+    "features, message",
+    [
+        ({"compression": "mfcc"}, "unknown features.compression 'mfcc'"),
+        ({"compression": None}, "unknown features.compression None"),
+        ({"compression": "pcen", "pcen_alpha": float("nan")}, "features.pcen_alpha must be a finite number"),
+        ({"compression": "pcen", "pcen_smooth_ms": -400.0}, "features.pcen_smooth_ms must be a finite number > 0"),
+        ({"pcen_smooth_ms": 0}, "features.pcen_smooth_ms must be"),
+        ({"pcen_root": 2.0}, "features.pcen_root must be a finite number in \\(0, 1\\]"),
+        ({"pcen_eps": float("inf")}, "features.pcen_eps must be"),
+        ({"pcen_delta": "2"}, "features.pcen_delta must be a finite number"),
+        ({"pcen_alpha": True}, "features.pcen_alpha must be"),
+    ],
+)
+def test_bad_pcen_settings_are_refused(
+    shipped_model: Path, tmp_path: Path, features: dict[str, object], message: str
+) -> None:
+    data = {"labels": ["a"], "version": PCEN_SPEC_VERSION, "features": features}
+    with pytest.raises(ValueError, match=message):
+        ModelSpec.from_dict(data)
+    path = _with_raw_spec(_flatbuffer(shipped_model), data, tmp_path / "bad.tflite")  # NaN survives the JSON
+    with pytest.raises(ModelFileError, match="invalid spotter metadata: " + message):
         modelfile.read(path)
