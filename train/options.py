@@ -10,7 +10,10 @@ from spotter.config import SILENCE, UNKNOWN, DecisionConfig, FeatureConfig, know
 
 from .augment import AugmentConfig
 
-ARCHITECTURE_NAMES = ("ds-cnn", "cnn-one-fstride4", "cnn-trad-fpool3")
+ARCHITECTURE_NAMES = (
+    "ds-cnn", "cnn-one-fstride4", "cnn-trad-fpool3", "ds-cnn-wide", "tc-resnet8", "tc-resnet8-1.5", "tc-resnet14",
+    "bc-resnet-1", "bc-resnet-2",
+)
 DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 DEFAULT_LABELS = (*DEFAULT_WORDS, UNKNOWN, SILENCE)
 
@@ -48,6 +51,11 @@ class TrainConfig:
     hard_negative_pool: float = 0.05
     """The hardest this share of training negatives form the mined set."""
     mine_every: int = 4
+    feature_variants: int = 4
+    """Speed-perturbed, sub-frame-shifted variants of every training clip kept as mel energies (train/sampler.py);
+    gain, whole-frame shift, noise and SpecAugment are drawn fresh for every example on top of them."""
+    refresh_epochs: int = 16
+    """Every clip's variants are redrawn once in this many epochs (a share of the clips each epoch)."""
     batch_size: int = 100
     learning_rate: float = 3e-3
     warmup_epochs: int = 2
