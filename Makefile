@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data/speech_commands
 WAKEWORDS ?= ../shared/data/wakewords
 
-.PHONY: install install-runtime test train train-computer train-jarvis eval bench demo clean
+.PHONY: install install-runtime test train train-computer train-jarvis eval bench bench-train demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ eval: install $(foreach s,val test,$(foreach c,clean 10db neg-clean neg-10db,$(S
 bench: install-runtime
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/bench.py --model models/computer.tflite --recording demo/computer.wav
+
+# seconds per training epoch by stage, and the waveform-domain augmentation it replaced
+bench-train: install
+	$(BIN)/python bench/bench_train.py
 
 # the main job without a microphone: the default model on the shipped demo recording
 demo: install-runtime

@@ -122,3 +122,48 @@ def test_architectures_build_and_count(name: str) -> None:
     model = architectures.build(name, 98, 40, 12, np.zeros(40), np.ones(40))
     assert model.output_shape == (None, 12)
     assert architectures.count_multiplies(model) > 0 and architectures.count_parameters(model) > 0
+
+
+def test_interrupted_run_resumes_to_the_same_model(speech_commands: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C after two of three epochs, then `--resume`: the same weights, optimizer state and history as a run
+    that was never stopped."""
+    from train import checkpoint, cli, sampler
+
+    config = dataclasses.replace(
+        TrainConfig(), data=(str(speech_commands),), max_per_word=12, epochs=3, per_class=16, batch_size=16,
+        steps_per_epoch=3, tune=None, mine_every=1, feature_variants=2, refresh_epochs=2,
+    )
+    straight = train(config, tmp_path / "straight" / "m.tflite")
+
+    draw = sampler.EpochSampler.epoch
+
+    def interrupted(self, seed: int, epoch: int = 0):  # type: ignore[no-untyped-def]
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return draw(self, seed, epoch)
+
+    monkeypatch.setattr(sampler.EpochSampler, "epoch", interrupted)
+    out = tmp_path / "stopped" / "m.tflite"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out)
+    run = checkpoint.run_dir(out)
+    assert checkpoint.Progress(**json.loads((run / checkpoint.PROGRESS).read_text())).epochs_done == 2
+    assert not out.exists()
+    monkeypatch.setattr(sampler.EpochSampler, "epoch", draw)
+    assert cli.main(["--resume", str(run)]) == 0
+    resumed = json.loads(out.with_suffix(".report.json").read_text())["metrics"]
+    expected = straight.metrics
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in expected["history"]]
+    assert resumed["best_epoch"] == expected["best_epoch"]
+    for a, b in zip(keras.models.load_model(out.with_suffix(".keras")).get_weights(), straight.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    final = [np.load(r / checkpoint.VARIABLES) for r in (run, checkpoint.run_dir(tmp_path / "straight" / "m.tflite"))]
+    for key in final[0].files:  # the last epoch's weights and optimizer moments, not only the best epoch's
+        np.testing.assert_array_equal(final[0][key], final[1][key])
+
+
+def test_resume_refuses_a_folder_that_is_no_run(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from train import cli
+
+    assert cli.main(["--resume", str(tmp_path)]) == 2
+    assert "not a training run folder" in capsys.readouterr().err

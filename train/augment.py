@@ -110,17 +110,16 @@ def augment_waveforms(
 
 
 def spec_augment(frames: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """SpecAugment time and frequency masks, filled with each example's mean log energy."""
-    out = frames.copy()
-    count, n_frames, n_mels = out.shape
-    fill = out.mean(axis=(1, 2))
-    for i in range(count):
-        for _ in range(config.time_masks):
-            width = rng.integers(0, config.time_mask_frames + 1)
-            start = rng.integers(0, n_frames - width + 1)
-            out[i, start : start + width, :] = fill[i]
-        for _ in range(config.freq_masks):
-            width = rng.integers(0, config.freq_mask_bins + 1)
-            start = rng.integers(0, n_mels - width + 1)
-            out[i, :, start : start + width] = fill[i]
-    return out
+    """SpecAugment time and frequency masks, filled with each example's mean feature value; vectorised over the
+    batch (a per-example loop cost as much as the rest of an epoch's mixing)."""
+    count, n_frames, n_mels = frames.shape
+    fill = frames.mean(axis=(1, 2), dtype=np.float64).astype(frames.dtype)
+    masked = np.zeros((count, n_frames, n_mels), bool)
+    for size, masks, most, axis in ((n_frames, config.time_masks, config.time_mask_frames, 1),
+                                    (n_mels, config.freq_masks, config.freq_mask_bins, 2)):
+        for _ in range(masks):
+            width = rng.integers(0, most + 1, count)
+            start = rng.integers(0, size - width + 1)
+            inside = (np.arange(size) >= start[:, None]) & (np.arange(size) < (start + width)[:, None])
+            masked |= inside[:, :, None] if axis == 1 else inside[:, None, :]
+    return np.where(masked, fill[:, None, None], frames)

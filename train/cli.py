@@ -7,9 +7,16 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from spotter.config import SILENCE, UNKNOWN
+from spotter.config import COMPRESSIONS, SILENCE, UNKNOWN
 
 from .options import ARCHITECTURE_NAMES, DEFAULT_LABELS, TrainConfig, TuneSettings
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-per-word", type=int, default=None, help="use at most this many clips a word (quick runs)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap the steps of each epoch (quick runs)")
+    parser.add_argument("--compression", choices=COMPRESSIONS, default=defaults.features.compression,
+                        help="front end: log-mel, or per-channel energy normalisation (PCEN) of the mel energies")
+    parser.add_argument("--variants", type=positive_int, default=defaults.feature_variants,
+                        help="speed-perturbed variants of every clip kept as mel energies; gain, shift, noise and "
+                        "SpecAugment are drawn fresh on top of them for every example")
+    parser.add_argument("--refresh-epochs", type=positive_int, default=defaults.refresh_epochs,
+                        help="every clip's variants are redrawn once in this many epochs")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted run from its last epoch (the <output>.run folder it made); "
+                        "its stored settings are used and other options are ignored")
     parser.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
                         help="set thresholds on held-back streams at 0.5 false alarms/h and measure them (else: "
                         "from held-back clips)")
@@ -88,6 +105,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"spotter train: {exc.name or exc} is missing: pip install 'spotter[train]'", file=sys.stderr)
         return 2
 
+    if args.resume is not None:
+        from .checkpoint import CheckpointError, load_config
+
+        try:
+            config, output = load_config(args.resume)
+            train(config, output, resume=True)
+        except (CheckpointError, FileNotFoundError, ValueError) as exc:
+            print(f"spotter train: {exc}", file=sys.stderr)
+            return 2
+        return 0
     data = tuple(args.data) if args.data else TrainConfig().data
     try:
         labels = choose_labels(args, data)
@@ -115,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_per_word=args.max_per_word,
         steps_per_epoch=args.steps_per_epoch,
+        features=dataclasses.replace(TrainConfig().features, compression=args.compression),
+        feature_variants=args.variants,
+        refresh_epochs=args.refresh_epochs,
     )
     try:
         train(config, args.output)

@@ -21,10 +21,10 @@ from spotter.features import LogMel
 from spotter.metrics import clip_metrics
 from spotter.model import Classifier
 
-from . import architectures, export, recordings, report, tune
-from .augment import augment_waveforms, spec_augment
-from .data import EvalSet, Pool, eval_set, load_pool
+from . import architectures, checkpoint, export, recordings, report, tune
+from .data import eval_set, load_pool
 from .options import TrainConfig
+from .sampler import EpochSampler
 
 REPRESENTATIVE_WINDOWS = 400
 """Augmented training windows that calibrate the int8 ranges."""
@@ -38,73 +38,6 @@ class Result:
     model: keras.Model
     tflite: bytes
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-class EpochSampler:
-    """Class-balanced epochs: `per_class` examples of every label (times `unknown_weight` for other words),
-    augmented, as log-mel frames."""
-
-    def __init__(self, pool: Pool, config: TrainConfig, frontend: LogMel) -> None:
-        self.pool = pool
-        self.config = config
-        self.frontend = frontend
-        self.rows = {label: pool.indices("train", label) for label in pool.labels}
-        silence_clips = [pool.audio[i] for i in self.rows.get(SILENCE, [])]
-        self.noise = pool.noise_train + silence_clips
-        self.hard_rows = np.zeros(0, np.int64)
-        """Training negatives the model last scored highest for a keyword (see `mine`)."""
-
-    def mine(self, model: keras.Model) -> float:
-        """Score every training negative (clean, centred) and keep the hardest as `hard_rows`; returns the
-        lowest keyword score in the mined set."""
-        rows = self.rows.get(UNKNOWN, np.zeros(0, np.int64))
-        if rows.size == 0 or self.config.hard_negative_share <= 0:
-            return 0.0
-        keyword = np.array([label not in (UNKNOWN, SILENCE) for label in self.pool.labels])
-        scores = []
-        for start in range(0, rows.size, 2048):
-            feats = self.frontend.compute_batch(self.pool.audio[rows[start : start + 2048]].astype(np.float32))
-            scores.append(model.predict(feats.astype(np.float32), batch_size=512, verbose=0)[:, keyword].max(axis=1))
-        score = np.concatenate(scores)
-        count = max(1, int(round(self.config.hard_negative_pool * rows.size)))
-        hardest = np.argsort(-score)[:count]
-        self.hard_rows = rows[hardest]
-        return float(score[hardest[-1]])
-
-    def epoch(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        chosen, truth, silent = [], [], []
-        for index, label in enumerate(self.pool.labels):
-            rows = self.rows[label]
-            count = self.config.examples_of(label)
-            if label == SILENCE or rows.size == 0:
-                chosen.append(np.zeros(count, np.int64))
-                silent.append(np.full(count, label == SILENCE))
-            elif label == UNKNOWN and self.hard_rows.size:
-                hard = int(round(count * self.config.hard_negative_share))
-                chosen.append(np.concatenate([
-                    rng.choice(self.hard_rows, hard, replace=self.hard_rows.size < hard),
-                    rng.choice(rows, count - hard, replace=rows.size < count - hard),
-                ]))
-                silent.append(np.zeros(count, bool))
-            else:
-                chosen.append(rng.choice(rows, count, replace=rows.size < count))
-                silent.append(np.zeros(count, bool))
-            truth.append(np.full(count, index))
-        order = rng.permutation(sum(c.size for c in chosen))
-        rows = np.concatenate(chosen)[order]
-        truth_all = np.concatenate(truth)[order]
-        silent_all = np.concatenate(silent)[order]
-        frames = []
-        for start in range(0, rows.size, 512):
-            part = slice(start, start + 512)
-            waves = augment_waveforms(
-                self.pool.audio[rows[part]], silent_all[part], self.noise, self.config.augment, rng,
-                self.config.features.sample_rate,
-            )
-            feats = self.frontend.compute_batch(waves).astype(np.float32)
-            frames.append(spec_augment(feats, self.config.augment, rng))
-        return np.concatenate(frames), truth_all
 
 
 class BatchProgress(keras.callbacks.Callback):
@@ -143,9 +76,14 @@ def suggest_thresholds(posteriors: np.ndarray, truth: np.ndarray, labels: tuple[
     return out
 
 
-def train(config: TrainConfig, output: Path) -> Result:
-    """Everything `spotter train` does: data, fitting with validation, export, evaluation, model file, report."""
+def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
+    """Everything `spotter train` does: data, fitting with validation, export, evaluation, model file, report.
+
+    Every epoch is checkpointed in `checkpoint.run_dir(output)`; with `resume` the run continues from there."""
     started = time.time()
+    run = checkpoint.run_dir(output)
+    if not resume:
+        checkpoint.start(run, config, output)
     keras.utils.set_random_seed(config.seed)
     frontend = LogMel(config.features)
     window_frames = config.features.frames_for(int(config.window_ms * config.features.sample_rate / 1000))
@@ -166,9 +104,9 @@ def train(config: TrainConfig, output: Path) -> Result:
     eval_rng = np.random.default_rng(12345)
     validation = eval_set(pool, "validation", frontend, eval_rng)
     test = eval_set(pool, "test", frontend, eval_rng)
-    sampler = EpochSampler(pool, config, frontend)
-
-    first = sampler.epoch(config.seed * 1000)
+    with report.console.status("caching augmented variants of the training clips"):
+        sampler = EpochSampler(pool, config, frontend)
+        first = sampler.epoch(config.seed * 1000, 0)
     mean = first[0].mean(axis=(0, 1))
     std = first[0].std(axis=(0, 1)) + 1e-3
     n_labels = len(config.labels)
@@ -182,7 +120,15 @@ def train(config: TrainConfig, output: Path) -> Result:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    best_accuracy, best_loss, best_weights, best_epoch, history = -1.0, np.inf, model.get_weights(), -1, []
+    progress_state, best_weights = checkpoint.Progress(), model.get_weights()
+    if resume:
+        restored = checkpoint.restore(run, model, optimizer)
+        if restored is not None:
+            progress_state, best_weights = restored
+            sampler.hard_rows = np.asarray(progress_state.hard_rows, np.int64)
+            report.console.print(f"resuming {run} after epoch {progress_state.epochs_done} of {config.epochs}")
+    done = progress_state.epochs_done
+    history = progress_state.history
     is_background = np.array([label in (UNKNOWN, SILENCE) for label in config.labels])
 
     def background_merged(indices: np.ndarray) -> np.ndarray:
@@ -196,39 +142,70 @@ def train(config: TrainConfig, output: Path) -> Result:
         background_p = scores[:, is_background].sum(axis=1)
         p = np.where(is_background[truth], background_p, scores[np.arange(truth.size), truth])
         return float(np.mean(-np.log(np.clip(p, 1e-7, 1.0))))
+
+    def epoch_data(epoch: int) -> tuple[np.ndarray, np.ndarray, float]:
+        tick = time.perf_counter()
+        frames, truth = sampler.epoch(config.seed * 1000 + epoch, epoch)
+        return frames, truth, time.perf_counter() - tick
+
     steps = math.ceil(sum(config.examples_of(label) for label in config.labels) / config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
-    with ThreadPoolExecutor(max_workers=1) as background, report.make_progress() as progress:
-        upcoming = None
-        epochs_task = progress.add_task("epochs", total=config.epochs, status="")
-        for epoch in range(config.epochs):
-            frames, truth = first if epoch == 0 else upcoming.result()  # type: ignore[union-attr]
-            if epoch + 1 < config.epochs:
-                upcoming = background.submit(sampler.epoch, config.seed * 1000 + epoch + 1)
-            frames, truth = frames[: steps * config.batch_size], truth[: steps * config.batch_size]
-            optimizer.learning_rate.assign(_learning_rate(config, epoch))
-            batch_task = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
-            fit = model.fit(
-                frames, keras.utils.to_categorical(truth, n_labels), batch_size=config.batch_size, epochs=1,
-                verbose=0, shuffle=False, callbacks=[BatchProgress(progress, batch_task)],
-            )
-            progress.remove_task(batch_task)
-            if config.hard_negative_share > 0 and (epoch + 1) % config.mine_every == 0 and epoch + 2 < config.epochs:
-                lowest = sampler.mine(model)
-                report.console.print(f"mined {sampler.hard_rows.size} hard negatives (keyword score >= {lowest:.2f})")
-                upcoming = background.submit(sampler.epoch, config.seed * 1000 + epoch + 1)
-            scores = model.predict(validation.frames, batch_size=500, verbose=0)
-            accuracy = float(np.mean(background_merged(np.argmax(scores, 1)) == background_merged(validation.truth)))
-            loss = merged_loss(scores, validation.truth)
-            history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][0]), "validation_accuracy": accuracy,
-                            "validation_loss": loss})
-            if (accuracy, -loss) > (best_accuracy, -best_loss):
-                best_accuracy, best_loss, best_weights, best_epoch = accuracy, loss, model.get_weights(), epoch + 1
-            status = f"val {accuracy:.2%} (best {best_accuracy:.2%} @ {best_epoch})"
-            progress.update(epochs_task, advance=1, status=status)
-            if not report.console.is_terminal:
-                report.console.print(f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.4f}, {status}")
+    try:
+        with ThreadPoolExecutor(max_workers=1) as background, report.make_progress() as progress:
+            upcoming = background.submit(epoch_data, done) if done else None
+            epochs_task = progress.add_task("epochs", total=config.epochs, completed=done, status="")
+            for epoch in range(done, config.epochs):
+                epoch_started = tick = time.perf_counter()
+                frames, truth, data_seconds = (*first, 0.0) if upcoming is None else upcoming.result()
+                waited = time.perf_counter() - tick
+                if epoch + 1 < config.epochs:
+                    upcoming = background.submit(epoch_data, epoch + 1)
+                frames, truth = frames[: steps * config.batch_size], truth[: steps * config.batch_size]
+                optimizer.learning_rate.assign(_learning_rate(config, epoch))
+                batch_task = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
+                tick = time.perf_counter()
+                fit = model.fit(
+                    frames, keras.utils.to_categorical(truth, n_labels), batch_size=config.batch_size, epochs=1,
+                    verbose=0, shuffle=False, callbacks=[BatchProgress(progress, batch_task)],
+                )
+                fit_seconds = time.perf_counter() - tick
+                progress.remove_task(batch_task)
+                tick = time.perf_counter()
+                if config.hard_negative_share > 0 and (epoch + 1) % config.mine_every == 0 and epoch + 2 < config.epochs:
+                    lowest = sampler.mine(lambda f: model.predict(f, batch_size=512, verbose=0))
+                    report.console.print(f"mined {sampler.hard_rows.size} hard negatives (keyword score >= {lowest:.2f})")
+                    upcoming.result()  # drawn before the mining: drop it, draw again
+                    upcoming = background.submit(epoch_data, epoch + 1)
+                mine_seconds = time.perf_counter() - tick
+                tick = time.perf_counter()
+                scores = model.predict(validation.frames, batch_size=500, verbose=0)
+                accuracy = float(np.mean(background_merged(np.argmax(scores, 1)) == background_merged(validation.truth)))
+                loss = merged_loss(scores, validation.truth)
+                seconds = {
+                    "data (in the background)": data_seconds, "waiting for data": waited, "fit": fit_seconds,
+                    "mining": mine_seconds, "validation": time.perf_counter() - tick,
+                }
+                history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][0]),
+                                "validation_accuracy": accuracy, "validation_loss": loss})
+                p = progress_state
+                if (accuracy, -loss) > (p.best_accuracy, -p.best_loss):
+                    p.best_accuracy, p.best_loss, best_weights, p.best_epoch = accuracy, loss, model.get_weights(), epoch + 1
+                p.epochs_done, p.history, p.hard_rows = epoch + 1, history, [int(r) for r in sampler.hard_rows]
+                tick = time.perf_counter()
+                checkpoint.save(run, model, optimizer, best_weights, p)
+                seconds["checkpoint"] = time.perf_counter() - tick
+                seconds["epoch"] = time.perf_counter() - epoch_started
+                history[-1]["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+                status = f"val {accuracy:.2%} (best {p.best_accuracy:.2%} @ {p.best_epoch})"
+                progress.update(epochs_task, advance=1, status=status)
+                if not report.console.is_terminal:
+                    report.console.print(f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.4f}, {status}")
+    except KeyboardInterrupt:
+        report.console.print(f"interrupted after epoch {progress_state.epochs_done}; continue with: "
+                             f"spotter train --resume {run}")
+        raise
+    best_epoch = progress_state.best_epoch
     model.set_weights(best_weights)
 
     metrics: dict[str, Any] = {"best_epoch": best_epoch, "history": history}

@@ -1,0 +1,251 @@
+"""What each epoch trains on: class-balanced draws of training clips, augmented in the mel-energy domain.
+
+Computing log-mel frames for every augmented example was most of an epoch's cost (about 1.4 ms a clip, with the
+waveform augmentation). Here the expensive, waveform-only steps (speed perturbation and the sub-frame part of the
+time shift) are done a few times per clip into a cache of mel energies (`FeatureCache`); each epoch then draws,
+per example, a cached variant, a whole-frame shift, a gain, a noise excerpt at an SNR (or a silence level) and
+SpecAugment masks, and mixes them where that is nearly free: energies add, gains multiply. What this changes
+against mixing waveforms is measured in tests/test_sampler.py: gain and shift are exact; the noise misses only the
+speech-noise cross term of each FFT bin, which averages out inside a mel band; the dither becomes its expected
+energy. A share of the cache is redrawn every epoch, so speed factors keep changing over a run; which share, and
+with which seed, follows from the epoch alone, so a resumed run rebuilds the same cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from spotter.config import SILENCE, UNKNOWN
+from spotter.features import LogMel
+
+from .augment import DITHER, AugmentConfig, speed_perturb, spec_augment
+from .data import Pool
+from .options import TrainConfig
+
+BUILD_CHUNK = 64
+"""Clips whose variants are computed in one batched call: larger batches spill out of the CPU caches and
+allocate fresh memory for their temporaries, and ran three times slower per clip."""
+MIX_CHUNK = 512
+"""Examples mixed and compressed at once."""
+
+
+class FeatureCache:
+    """Mel energies of `variants` speed-perturbed, sub-frame-shifted copies of every training clip, padded so
+    that any whole-frame shift up to `shift_ms` either way is a slice; plus each step-long block's sum of squares,
+    so the SNR of a mix is set from the same signal power as in the waveform domain."""
+
+    def __init__(
+        self, audio: np.ndarray, augment: AugmentConfig, frontend: LogMel, variants: int, refresh_epochs: int,
+        seed: int,
+    ) -> None:
+        features = frontend.config
+        self.audio = audio
+        self.augment = augment
+        self.variants = variants
+        self.refresh_epochs = max(1, refresh_epochs)
+        self.seed = seed
+        self.step = features.step_samples
+        self.length = audio.shape[1]
+        self.window_frames = features.frames_for(self.length)
+        self.blocks = self.length // self.step
+        """Step-long blocks in one window's worth of signal: its power is their sum."""
+        self.shift_frames = int(round(augment.shift_ms * features.sample_rate / 1000 / self.step))
+        self.pad = self.shift_frames * self.step - self.step // 2
+        """Zeros before the clip; a variant's random sub-frame offset (0 to one step) and a whole-frame shift
+        of -shift_frames to +shift_frames together move the clip by up to shift_ms either way, centred on 0."""
+        padded = self.length + 2 * self.shift_frames * self.step + self.step
+        self.padded = padded
+        self.frames = features.frames_for(padded)
+        self._energies = LogMel(dataclasses.replace(features, noise_floor=0.0))
+        self.energies = np.zeros((audio.shape[0], variants, self.frames, features.n_mels), np.float32)
+        self.block_power = np.zeros((audio.shape[0], variants, padded // self.step), np.float32)
+        self.offsets = np.zeros((audio.shape[0], variants), np.int64)
+        """Where each variant's clip starts in its padded signal, in samples."""
+        self.built_epoch = -1
+
+    def group(self, index: int) -> np.ndarray:
+        return np.arange(index, self.audio.shape[0], self.refresh_epochs)
+
+    def _build(self, group: int, generation: int) -> None:
+        rng = np.random.default_rng([self.seed, group, generation])
+        rows = self.group(group)
+        config = self.augment
+        for start in range(0, rows.size, BUILD_CHUNK):
+            part = rows[start : start + BUILD_CHUNK]
+            count = part.size * self.variants
+            speech = np.repeat(self.audio[part].astype(np.float32), self.variants, axis=0)
+            speed = np.where(rng.random(count) < config.speed_prob, rng.uniform(config.speed_min, config.speed_max, count), 1.0)
+            moved = speed != 1.0
+            if moved.any():
+                speech[moved] = speed_perturb(speech[moved], speed[moved])
+            offset = rng.integers(0, self.step, count)
+            waves = np.zeros((count, self.padded), np.float32)
+            for i, o in enumerate(offset):
+                waves[i, self.pad + o : self.pad + o + self.length] = speech[i]
+            energies = self._energies.energies_batch(waves).astype(np.float32)
+            shape = (part.size, self.variants)
+            self.energies[part] = energies.reshape(shape + energies.shape[1:])
+            blocks = np.square(waves, dtype=np.float64).reshape(count, -1, self.step).sum(axis=2)
+            self.block_power[part] = blocks.reshape(shape + blocks.shape[1:]).astype(np.float32)
+            self.offsets[part] = (self.pad + offset).reshape(shape)
+
+    def generation(self, group: int, epoch: int) -> int:
+        """How often a group was redrawn by the start of `epoch`: group (e - 1) mod refresh_epochs at each e >= 1."""
+        return 0 if epoch - 1 < group else (epoch - 1 - group) // self.refresh_epochs + 1
+
+    def prepare(self, epoch: int) -> None:
+        """Bring the cache to the state it has at the start of `epoch`: built whole the first time (or after a
+        resume), then one group redrawn per epoch."""
+        if epoch == self.built_epoch:
+            return
+        if self.built_epoch < 0 or epoch != self.built_epoch + 1:
+            for group in range(self.refresh_epochs):
+                self._build(group, self.generation(group, epoch))
+        elif epoch >= 1:
+            group = (epoch - 1) % self.refresh_epochs
+            self._build(group, self.generation(group, epoch))
+        self.built_epoch = epoch
+
+    def take(self, rows: np.ndarray, variant: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Energies of one window per example, starting at `frame` of the padded variant, and the mean square of
+        the signal the window covers."""
+        frames = frame[:, None] + np.arange(self.window_frames)
+        energies = self.energies[rows[:, None], variant[:, None], frames]
+        blocks = frame[:, None] + np.arange(self.blocks)
+        power = self.block_power[rows[:, None], variant[:, None], blocks].sum(axis=1, dtype=np.float64)
+        return energies, power / self.length
+
+
+class NoiseBank:
+    """Mel energies of every frame of the training noise recordings, with cumulative sums of squares, so a
+    random one-window excerpt and its mean square are a slice and a difference."""
+
+    def __init__(self, noise: list[np.ndarray], length: int, frontend: LogMel) -> None:
+        features = frontend.config
+        self.step = features.step_samples
+        self.length = length
+        self.window_frames = features.frames_for(length)
+        usable = [n.astype(np.float64) for n in noise if n.size > length]
+        energies_of = LogMel(dataclasses.replace(features, noise_floor=0.0))
+        self.energies = [energies_of.energies_batch(n[None])[0].astype(np.float32) for n in usable]
+        self.squares = [np.concatenate([[0.0], np.cumsum(np.square(n))]) for n in usable]
+        self.starts = [(n.size - length) // self.step for n in usable]
+
+    def __bool__(self) -> bool:
+        return bool(self.energies)
+
+    def take(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`count` random excerpts (recording uniform, then a frame-aligned start) as energies and mean squares."""
+        n_mels = self.energies[0].shape[1] if self.energies else 0
+        out = np.zeros((count, self.window_frames, n_mels), np.float32)
+        power = np.zeros(count)
+        if not self.energies:
+            return out, power
+        which = rng.integers(0, len(self.energies), count)
+        for k in np.unique(which):
+            mine = np.flatnonzero(which == k)
+            start = rng.integers(0, self.starts[k] + 1, mine.size)
+            out[mine] = self.energies[k][start[:, None] + np.arange(self.window_frames)]
+            first = start * self.step
+            power[mine] = (self.squares[k][first + self.length] - self.squares[k][first]) / self.length
+        return out, power
+
+
+class EpochSampler:
+    """Class-balanced epochs: `per_class` examples of every label (times `unknown_weight` for other words),
+    augmented, as features (log-mel or PCEN, as the model's front end says)."""
+
+    def __init__(self, pool: Pool, config: TrainConfig, frontend: LogMel) -> None:
+        self.pool = pool
+        self.config = config
+        self.frontend = frontend
+        self.rows = {label: pool.indices("train", label) for label in pool.labels}
+        speech = np.concatenate([self.rows[label] for label in pool.labels if label != SILENCE])
+        self.speech_rows = np.sort(speech)
+        self.slot = np.full(pool.audio.shape[0], -1, np.int64)
+        self.slot[self.speech_rows] = np.arange(self.speech_rows.size)
+        self.cache = FeatureCache(
+            pool.audio[self.speech_rows], config.augment, frontend, config.feature_variants, config.refresh_epochs,
+            config.seed,
+        )
+        silence_clips = [pool.audio[i] for i in self.rows.get(SILENCE, [])]
+        self.noise = NoiseBank(pool.noise_train + silence_clips, pool.audio.shape[1], frontend)
+        floor = math.hypot(frontend.config.noise_floor, DITHER)
+        self.floor = LogMel(dataclasses.replace(frontend.config, noise_floor=floor)).energies_batch(
+            np.zeros((1, pool.audio.shape[1]))
+        )[0, 0]
+        """What a silent window has: the model's own noise floor and the dither, as expected energies."""
+        self.hard_rows = np.zeros(0, np.int64)
+        """Training negatives the model last scored highest for a keyword (see `mine`)."""
+
+    def mine(self, predict) -> float:  # type: ignore[no-untyped-def]
+        """Score every training negative (clean, centred) with `predict` (frames -> posteriors) and keep the
+        hardest as `hard_rows`; returns the lowest keyword score in the mined set."""
+        rows = self.rows.get(UNKNOWN, np.zeros(0, np.int64))
+        if rows.size == 0 or self.config.hard_negative_share <= 0:
+            return 0.0
+        keyword = np.array([label not in (UNKNOWN, SILENCE) for label in self.pool.labels])
+        scores = []
+        for start in range(0, rows.size, 2048):
+            feats = self.frontend.compute_batch(self.pool.audio[rows[start : start + 2048]].astype(np.float32))
+            scores.append(predict(feats.astype(np.float32))[:, keyword].max(axis=1))
+        score = np.concatenate(scores)
+        count = max(1, int(round(self.config.hard_negative_pool * rows.size)))
+        hardest = np.argsort(-score)[:count]
+        self.hard_rows = rows[hardest]
+        return float(score[hardest[-1]])
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which clips an epoch holds, shuffled: pool rows, label indices, and which rows are silence."""
+        chosen, truth, silent = [], [], []
+        for index, label in enumerate(self.pool.labels):
+            rows = self.rows[label]
+            count = self.config.examples_of(label)
+            if label == SILENCE or rows.size == 0:
+                chosen.append(np.zeros(count, np.int64))
+                silent.append(np.full(count, label == SILENCE))
+            elif label == UNKNOWN and self.hard_rows.size:
+                hard = int(round(count * self.config.hard_negative_share))
+                chosen.append(np.concatenate([
+                    rng.choice(self.hard_rows, hard, replace=self.hard_rows.size < hard),
+                    rng.choice(rows, count - hard, replace=rows.size < count - hard),
+                ]))
+                silent.append(np.zeros(count, bool))
+            else:
+                chosen.append(rng.choice(rows, count, replace=rows.size < count))
+                silent.append(np.zeros(count, bool))
+            truth.append(np.full(count, index))
+        order = rng.permutation(sum(c.size for c in chosen))
+        return np.concatenate(chosen)[order], np.concatenate(truth)[order], np.concatenate(silent)[order]
+
+    def mix(self, rows: np.ndarray, silent: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Augmented features of one chunk of examples (pool rows; silence rows become noise alone)."""
+        config = self.config.augment
+        count = rows.size
+        slots = np.where(silent, 0, self.slot[rows])
+        variant = rng.integers(0, self.cache.variants, count)
+        frame = rng.integers(0, 2 * self.cache.shift_frames + 1, count)
+        speech, speech_power = self.cache.take(slots, variant, frame)
+        gain = 10.0 ** (rng.uniform(config.gain_db_min, config.gain_db_max, count) / 10.0)  # a power gain
+        noise, noise_power = self.noise.take(count, rng)
+        snr_db = rng.uniform(config.snr_db_min, config.snr_db_max, count)
+        scale = gain * speech_power / (noise_power * 10.0 ** (snr_db / 10.0) + 1e-9)
+        add = (rng.random(count) < config.noise_prob) & ~silent
+        silence_gain = np.exp(rng.uniform(np.log(config.silence_gain_min), np.log(config.silence_gain_max), count))
+        speech_weight = np.where(silent, 0.0, gain)
+        noise_weight = np.where(silent, silence_gain**2, np.where(add, scale, 0.0))
+        energies = speech * speech_weight[:, None, None].astype(np.float32)
+        energies += noise * noise_weight[:, None, None].astype(np.float32)
+        energies += self.floor.astype(np.float32)
+        return spec_augment(self.frontend.compress_batch(energies).astype(np.float32), config, rng)
+
+    def epoch(self, seed: int, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The features and labels of one epoch; the cache is first brought to its state at `epoch`."""
+        self.cache.prepare(epoch)
+        rng = np.random.default_rng(seed)
+        rows, truth, silent = self.draw(rng)
+        frames = [self.mix(rows[i : i + MIX_CHUNK], silent[i : i + MIX_CHUNK], rng) for i in range(0, rows.size, MIX_CHUNK)]
+        return np.concatenate(frames), truth
