@@ -116,3 +116,24 @@ def test_spec_augment_masks_are_bounded_and_filled_with_the_mean() -> None:
     full_cols = changed.all(axis=1).sum(axis=1)
     assert full_rows.max() <= 20 and full_cols.max() <= 10
     assert full_rows.mean() > 5 and full_cols.mean() > 2
+
+
+def test_keywords_shift_anywhere_that_keeps_them_whole(clips: np.ndarray) -> None:
+    """With `keyword_inside`, a keyword moves up to shift_ms but its loud part always stays in the window."""
+    augment = dataclasses.replace(AugmentConfig(), shift_ms=400.0, keyword_inside=True, speed_prob=0.0)
+    cache = FeatureCache(clips, augment, LogMel(), variants=1, refresh_epochs=1, seed=0)
+    cache.prepare(0)
+    rows = np.repeat(np.arange(clips.shape[0]), 200)
+    variant = np.zeros(rows.size, np.int64)
+    frame = cache.inside_frames(rows, variant, np.random.default_rng(0))
+    first, last = cache.loud[rows, 0, 0], cache.loud[rows, 0, 1]
+    fits = last - first < cache.blocks
+    assert fits.mean() > 0.9
+    assert np.all(frame[fits] <= first[fits]) and np.all(frame[fits] + cache.blocks - 1 >= last[fits])
+    energies, _ = cache.take(rows, variant, frame)
+    loudest = energies.sum(axis=2).argmax(axis=1)  # the loudest frame sits at a different place each time
+    assert np.ptp(loudest) > 40
+    speech = np.square(clips.astype(np.float64))
+    start = frame * cache.step - cache.offsets[rows, 0]  # where each window starts, in the clip's own samples
+    kept = np.array([speech[r, max(0, s) : max(0, s + 16000)].sum() for r, s in zip(rows, start)])
+    assert np.median(kept / speech[rows].sum(axis=1)) > 0.95  # the window holds the clip's energy

@@ -18,6 +18,10 @@ DITHER = 1.0
 @dataclass(frozen=True)
 class AugmentConfig:
     shift_ms: float = 100.0
+    keyword_inside: bool = False
+    """Shift keywords only as far as keeps their loud part inside the window (up to `shift_ms`): a stream meets a
+    word at every offset its hop allows, and a keyword cut off is not one. Other words shift freely: parts of
+    words are other speech."""
     speed_min: float = 0.85
     speed_max: float = 1.15
     speed_prob: float = 0.8

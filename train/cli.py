@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shift-ms", type=float, default=defaults.augment.shift_ms,
                         help="random time shift of training words, up to this either way: a stream meets words at "
                         "every offset its hop allows")
+    parser.add_argument("--keyword-inside", action=argparse.BooleanOptionalAction, default=defaults.augment.keyword_inside,
+                        help="shift keywords anywhere up to --shift-ms as long as their loud part stays inside the window")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--quantize", choices=("int8", "float32"), default=defaults.quantize)
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         unknown_weight=args.unknown_weight,
         hard_negative_share=args.hard_negatives,
         label_smoothing=args.label_smoothing,
-        augment=dataclasses.replace(TrainConfig().augment, shift_ms=args.shift_ms),
+        augment=dataclasses.replace(TrainConfig().augment, shift_ms=args.shift_ms, keyword_inside=args.keyword_inside),
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         quantize=args.quantize,

@@ -155,7 +155,8 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
         f"| Labels | {', '.join(spec.labels)} |",
         f"| Architecture | `{spec.architecture}`: {training['parameters']:,} parameters, "
         f"{training['multiplies'] / 1e6:.2f} M multiplies per inference, {spec.quantization} |",
-        f"| Input | {spec.window_frames} frames x {spec.features.n_mels} log-mel bands "
+        f"| Input | {spec.window_frames} frames x {spec.features.n_mels} "
+        f"{'PCEN' if spec.features.compression == 'pcen' else 'log-mel'} bands "
         f"({spec.features.sample_rate} Hz, {config.window_ms:g} ms window) |",
         f"| Decision (in the file) | hop {decision.hop_ms:g} ms, smoothing {decision.smoothing_ms:g} ms, "
         f"refractory {decision.refractory_ms:g} ms; thresholds {thresholds} |",

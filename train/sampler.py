@@ -25,6 +25,9 @@ from .augment import DITHER, AugmentConfig, speed_perturb, spec_augment
 from .data import Pool
 from .options import TrainConfig
 
+LOUD_RELATIVE_DB = -20.0
+"""A clip's loud part: its step-long blocks within 20 dB of its loudest, the core of the word (at -30 dB the room
+noise of many clips counts as loud, and they could not move at all)."""
 BUILD_CHUNK = 64
 """Clips whose variants are computed in one batched call: larger batches spill out of the CPU caches and
 allocate fresh memory for their temporaries, and ran three times slower per clip."""
@@ -64,6 +67,8 @@ class FeatureCache:
         self.block_power = np.zeros((audio.shape[0], variants, padded // self.step), np.float32)
         self.offsets = np.zeros((audio.shape[0], variants), np.int64)
         """Where each variant's clip starts in its padded signal, in samples."""
+        self.loud = np.zeros((audio.shape[0], variants, 2), np.int64)
+        """First and last loud block of each variant (see LOUD_RELATIVE_DB)."""
         self.built_epoch = -1
 
     def group(self, index: int) -> np.ndarray:
@@ -91,6 +96,9 @@ class FeatureCache:
             blocks = np.square(waves, dtype=np.float64).reshape(count, -1, self.step).sum(axis=2)
             self.block_power[part] = blocks.reshape(shape + blocks.shape[1:]).astype(np.float32)
             self.offsets[part] = (self.pad + offset).reshape(shape)
+            loud = blocks >= blocks.max(axis=1, keepdims=True) * 10 ** (LOUD_RELATIVE_DB / 10)
+            first, last = loud.argmax(axis=1), loud.shape[1] - 1 - loud[:, ::-1].argmax(axis=1)
+            self.loud[part] = np.stack([first, last], axis=1).reshape(shape + (2,))
 
     def generation(self, group: int, epoch: int) -> int:
         """How often a group was redrawn by the start of `epoch`: group (e - 1) mod refresh_epochs at each e >= 1."""
@@ -108,6 +116,16 @@ class FeatureCache:
             group = (epoch - 1) % self.refresh_epochs
             self._build(group, self.generation(group, epoch))
         self.built_epoch = epoch
+
+    def inside_frames(self, rows: np.ndarray, variant: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A window start per example, uniform over those whose window holds the variant's loud part whole (the
+        nearest one where the loud part is longer than the window allows)."""
+        first, last = self.loud[rows, variant, 0], self.loud[rows, variant, 1]
+        highest = 2 * self.shift_frames
+        low = np.clip(last + 1 - self.blocks, 0, highest)  # window blocks [o, o + blocks) must reach past `last`
+        high = np.clip(first, 0, highest)
+        high = np.maximum(high, low)
+        return rng.integers(low, high + 1)
 
     def take(self, rows: np.ndarray, variant: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Energies of one window per example, starting at `frame` of the padded variant, and the mean square of
@@ -180,6 +198,7 @@ class EpochSampler:
         """What a silent window has: the model's own noise floor and the dither, as expected energies."""
         self.hard_rows = np.zeros(0, np.int64)
         """Training negatives the model last scored highest for a keyword (see `mine`)."""
+        self.keyword_indices = [i for i, label in enumerate(pool.labels) if label not in (UNKNOWN, SILENCE)]
 
     def mine(self, predict) -> float:  # type: ignore[no-untyped-def]
         """Score every training negative (clean, centred) with `predict` (frames -> posteriors) and keep the
@@ -228,6 +247,9 @@ class EpochSampler:
         slots = np.where(silent, 0, self.slot[rows])
         variant = rng.integers(0, self.cache.variants, count)
         frame = rng.integers(0, 2 * self.cache.shift_frames + 1, count)
+        if config.keyword_inside:
+            keyword = ~silent & np.isin(self.pool.label_index[rows], self.keyword_indices)
+            frame[keyword] = self.cache.inside_frames(slots[keyword], variant[keyword], rng)
         speech, speech_power = self.cache.take(slots, variant, frame)
         gain = 10.0 ** (rng.uniform(config.gain_db_min, config.gain_db_max, count) / 10.0)  # a power gain
         noise, noise_power = self.noise.take(count, rng)
