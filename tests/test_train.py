@@ -127,7 +127,7 @@ def test_architectures_build_and_count(name: str) -> None:
 def test_interrupted_run_resumes_to_the_same_model(speech_commands: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Ctrl-C after two of three epochs, then `--resume`: the same weights, optimizer state and history as a run
     that was never stopped."""
-    from train import checkpoint, cli, sampler
+    from train import checkpoint, cli
 
     config = dataclasses.replace(
         TrainConfig(), data=(str(speech_commands),), max_per_word=12, epochs=3, per_class=16, batch_size=16,
@@ -135,21 +135,21 @@ def test_interrupted_run_resumes_to_the_same_model(speech_commands: Path, tmp_pa
     )
     straight = train(config, tmp_path / "straight" / "m.tflite")
 
-    draw = sampler.EpochSampler.epoch
+    save = checkpoint.save
 
-    def interrupted(self, seed: int, epoch: int = 0):  # type: ignore[no-untyped-def]
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return draw(self, seed, epoch)
+    def interrupted(run, model, optimizer, best, progress):  # type: ignore[no-untyped-def]
+        save(run, model, optimizer, best, progress)
+        if progress.epochs_done == 2:
+            raise KeyboardInterrupt  # Ctrl-C right after the second epoch's checkpoint
 
-    monkeypatch.setattr(sampler.EpochSampler, "epoch", interrupted)
+    monkeypatch.setattr(checkpoint, "save", interrupted)
     out = tmp_path / "stopped" / "m.tflite"
     with pytest.raises(KeyboardInterrupt):
         train(config, out)
     run = checkpoint.run_dir(out)
     assert checkpoint.Progress(**json.loads((run / checkpoint.PROGRESS).read_text())).epochs_done == 2
     assert not out.exists()
-    monkeypatch.setattr(sampler.EpochSampler, "epoch", draw)
+    monkeypatch.setattr(checkpoint, "save", save)
     assert cli.main(["--resume", str(run)]) == 0
     resumed = json.loads(out.with_suffix(".report.json").read_text())["metrics"]
     expected = straight.metrics

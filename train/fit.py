@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from spotter.model import Classifier
 from . import architectures, checkpoint, export, recordings, report, tune
 from .data import eval_set, load_pool
 from .options import TrainConfig
-from .sampler import EpochSampler
+from .sampler import EpochSampler, EpochWorker
 
 REPRESENTATIVE_WINDOWS = 400
 """Augmented training windows that calibrate the int8 ranges."""
@@ -143,24 +143,22 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
         p = np.where(is_background[truth], background_p, scores[np.arange(truth.size), truth])
         return float(np.mean(-np.log(np.clip(p, 1e-7, 1.0))))
 
-    def epoch_data(epoch: int) -> tuple[np.ndarray, np.ndarray, float]:
-        tick = time.perf_counter()
-        frames, truth = sampler.epoch(config.seed * 1000 + epoch, epoch)
-        return frames, truth, time.perf_counter() - tick
-
     steps = math.ceil(sum(config.examples_of(label) for label in config.labels) / config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
     try:
-        with ThreadPoolExecutor(max_workers=1) as background, report.make_progress() as progress:
-            upcoming = background.submit(epoch_data, done) if done else None
+        with EpochWorker(sampler) as worker, report.make_progress() as progress:
+            def epoch_data(epoch: int) -> Future[tuple[np.ndarray, np.ndarray, float]]:
+                return worker.submit(config.seed * 1000 + epoch, epoch, sampler.hard_rows)
+
+            upcoming = epoch_data(done) if done else None
             epochs_task = progress.add_task("epochs", total=config.epochs, completed=done, status="")
             for epoch in range(done, config.epochs):
                 epoch_started = tick = time.perf_counter()
                 frames, truth, data_seconds = (*first, 0.0) if upcoming is None else upcoming.result()
                 waited = time.perf_counter() - tick
                 if epoch + 1 < config.epochs:
-                    upcoming = background.submit(epoch_data, epoch + 1)
+                    upcoming = epoch_data(epoch + 1)
                 frames, truth = frames[: steps * config.batch_size], truth[: steps * config.batch_size]
                 optimizer.learning_rate.assign(_learning_rate(config, epoch))
                 batch_task = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
@@ -176,14 +174,14 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
                     lowest = sampler.mine(lambda f: model.predict(f, batch_size=512, verbose=0))
                     report.console.print(f"mined {sampler.hard_rows.size} hard negatives (keyword score >= {lowest:.2f})")
                     upcoming.result()  # drawn before the mining: drop it, draw again
-                    upcoming = background.submit(epoch_data, epoch + 1)
+                    upcoming = epoch_data(epoch + 1)
                 mine_seconds = time.perf_counter() - tick
                 tick = time.perf_counter()
                 scores = model.predict(validation.frames, batch_size=500, verbose=0)
                 accuracy = float(np.mean(background_merged(np.argmax(scores, 1)) == background_merged(validation.truth)))
                 loss = merged_loss(scores, validation.truth)
                 seconds = {
-                    "data (in the background)": data_seconds, "waiting for data": waited, "fit": fit_seconds,
+                    "data (worker process)": data_seconds, "waiting for data": waited, "fit": fit_seconds,
                     "mining": mine_seconds, "validation": time.perf_counter() - tick,
                 }
                 history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][0]),

@@ -15,6 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
+import signal
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +39,8 @@ BUILD_CHUNK = 64
 allocate fresh memory for their temporaries, and ran three times slower per clip."""
 MIX_CHUNK = 512
 """Examples mixed and compressed at once."""
+WORKER_NICENESS = 10
+"""The epoch worker yields the CPU to Keras's fit, which waits on nothing else."""
 
 
 class FeatureCache:
@@ -271,3 +279,44 @@ class EpochSampler:
         rows, truth, silent = self.draw(rng)
         frames = [self.mix(rows[i : i + MIX_CHUNK], silent[i : i + MIX_CHUNK], rng) for i in range(0, rows.size, MIX_CHUNK)]
         return np.concatenate(frames), truth
+
+
+_worker_sampler: EpochSampler | None = None
+"""The worker process's own sampler: inherited through fork with its cache built, then kept up to date there."""
+
+
+def _start_worker(sampler: EpochSampler) -> None:
+    global _worker_sampler
+    _worker_sampler = sampler
+    os.nice(WORKER_NICENESS)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the trainer handles it
+
+
+def _draw(seed: int, epoch: int, hard_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    assert _worker_sampler is not None
+    started = time.perf_counter()
+    _worker_sampler.hard_rows = hard_rows
+    frames, truth = _worker_sampler.epoch(seed, epoch)
+    return frames, truth, time.perf_counter() - started
+
+
+class EpochWorker:
+    """Draws the next epoch in a separate process while Keras fits this one. A thread would share the GIL with
+    Keras's per-step Python, and numpy's large gathers hold it: fits took twice as long with the sampler in a
+    thread. The process is forked, so it starts with the sampler's cache already built, and it redraws the cache
+    itself; each request carries the hard negatives the training side last mined."""
+
+    def __init__(self, sampler: EpochSampler) -> None:
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+            initargs=(sampler,),
+        )
+
+    def submit(self, seed: int, epoch: int, hard_rows: np.ndarray) -> Future[tuple[np.ndarray, np.ndarray, float]]:
+        return self._pool.submit(_draw, seed, epoch, hard_rows)
+
+    def __enter__(self) -> "EpochWorker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
