@@ -19,6 +19,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--data", action="append", metavar="FOLDER",
@@ -56,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap the steps of each epoch (quick runs)")
     parser.add_argument("--compression", choices=COMPRESSIONS, default=defaults.features.compression,
                         help="front end: log-mel, or per-channel energy normalisation (PCEN) of the mel energies")
+    parser.add_argument("--noise-floor", type=non_negative, default=defaults.features.noise_floor, metavar="RMS",
+                        help="add the expected energies of white noise of this RMS (int16 units) to every frame, in "
+                        "training and at run time: digital silence then looks like a quiet microphone (0: logfbank)")
     parser.add_argument("--variants", type=positive_int, default=defaults.feature_variants,
                         help="speed-perturbed variants of every clip kept as mel energies; gain, shift, noise and "
                         "SpecAugment are drawn fresh on top of them for every example")
@@ -144,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_per_word=args.max_per_word,
         steps_per_epoch=args.steps_per_epoch,
-        features=dataclasses.replace(TrainConfig().features, compression=args.compression),
+        features=dataclasses.replace(TrainConfig().features, compression=args.compression, noise_floor=args.noise_floor),
         feature_variants=args.variants,
         refresh_epochs=args.refresh_epochs,
     )
