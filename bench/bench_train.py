@@ -45,8 +45,8 @@ def waveform_epoch(sampler: EpochSampler, config: TrainConfig, seed: int) -> flo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=TrainConfig().data[0])
-    parser.add_argument("--architecture", default="ds-cnn")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--architecture", default=TrainConfig().architecture)
+    parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     config = dataclasses.replace(
         TrainConfig(), data=(args.data,), architecture=args.architecture, epochs=args.epochs, unknown_weight=3,

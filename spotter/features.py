@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
 from python_speech_features import get_filterbanks
 
@@ -142,6 +141,8 @@ class LogMel:
             return np.log(energies), state
         if energies.shape[1] == 0:
             return energies.copy(), state
+        import scipy.signal  # here, not at the top: it costs a second of start-up that log-mel models never need
+
         b, a = self._smoother
         if state is None:
             state = (1.0 - b[0]) * energies[:, :1, :]
