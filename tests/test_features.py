@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from python_speech_features import logfbank
@@ -31,20 +32,27 @@ def test_whole_clip_matches_logfbank(speech_commands: Path) -> None:
         np.testing.assert_allclose(ours, reference[:-1], atol=TOLERANCE, rtol=0)
 
 
+def _pushed(frontend: LogMel, signal: np.ndarray, size: Callable[[int], int]) -> np.ndarray:
+    """The frames of `signal` pushed in chunks, `size(position)` samples at a time."""
+    parts, i = [], 0
+    while i < signal.size:
+        step = size(i)
+        parts.append(frontend.push(signal[i : i + step]))
+        i += step
+    return np.concatenate(parts)
+
+
 def test_random_chunkings_equal_one_call(speech_commands: Path) -> None:
     rng = np.random.default_rng(1)
     signal = np.concatenate(_clips(speech_commands, 3))
     whole = LogMel().compute(signal)
     for max_chunk in (1, 7, 160, 401, 4000):
-        frontend = LogMel()
-        parts, i = [], 0
-        while i < signal.size:
-            size = int(rng.integers(1, max_chunk + 1)) if max_chunk > 1 else 1
+        def size(i: int) -> int:
             if max_chunk == 1 and i > 3000:  # one-sample pushes are slow: switch to random sizes after 3000
-                size = int(rng.integers(1, 900))
-            parts.append(frontend.push(signal[i : i + size]))
-            i += size
-        streamed = np.concatenate(parts)
+                return int(rng.integers(1, 900))
+            return int(rng.integers(1, max_chunk + 1)) if max_chunk > 1 else 1
+
+        streamed = _pushed(LogMel(), signal, size)
         assert streamed.shape == whole.shape
         np.testing.assert_allclose(streamed, whole, atol=TOLERANCE, rtol=0)
 
@@ -122,12 +130,7 @@ def test_pcen_chunkings_equal_one_call(speech_commands: Path) -> None:
     rng = np.random.default_rng(2)
     for size in (7, 159, 401, 4001, None):
         frontend.reset()
-        parts, i = [], 0
-        while i < signal.size:
-            step = size or int(rng.integers(1, 3000))
-            parts.append(frontend.push(signal[i : i + step]))
-            i += step
-        streamed = np.concatenate(parts)
+        streamed = _pushed(frontend, signal, lambda _, size=size: size or int(rng.integers(1, 3000)))
         assert streamed.shape == whole.shape
         np.testing.assert_allclose(streamed, whole, atol=EXACT, rtol=0)
 
