@@ -49,10 +49,11 @@ class FeatureCache:
     so the SNR of a mix is set from the same signal power as in the waveform domain."""
 
     def __init__(
-        self, audio: np.ndarray, augment: AugmentConfig, frontend: LogMel, variants: int, refresh_epochs: int,
+        self, audio: np.ndarray, augment: AugmentConfig, energies: LogMel, variants: int, refresh_epochs: int,
         seed: int,
     ) -> None:
-        features = frontend.config
+        """`energies`: the model's front end without a noise floor (the floor is added once, after mixing)."""
+        features = energies.config
         self.audio = audio
         self.augment = augment
         self.variants = variants
@@ -70,7 +71,7 @@ class FeatureCache:
         padded = self.length + 2 * self.shift_frames * self.step + self.step
         self.padded = padded
         self.frames = features.frames_for(padded)
-        self._energies = LogMel(dataclasses.replace(features, noise_floor=0.0))
+        self._energies = energies
         self.energies = np.zeros((audio.shape[0], variants, self.frames, features.n_mels), np.float32)
         self.block_power = np.zeros((audio.shape[0], variants, padded // self.step), np.float32)
         self.offsets = np.zeros((audio.shape[0], variants), np.int64)
@@ -149,19 +150,15 @@ class NoiseBank:
     """Mel energies of every frame of the training noise recordings, with cumulative sums of squares, so a
     random one-window excerpt and its mean square are a slice and a difference."""
 
-    def __init__(self, noise: list[np.ndarray], length: int, frontend: LogMel) -> None:
-        features = frontend.config
+    def __init__(self, noise: list[np.ndarray], length: int, energies: LogMel) -> None:
+        features = energies.config
         self.step = features.step_samples
         self.length = length
         self.window_frames = features.frames_for(length)
         usable = [n.astype(np.float64) for n in noise if n.size > length]
-        energies_of = LogMel(dataclasses.replace(features, noise_floor=0.0))
-        self.energies = [energies_of.energies_batch(n[None])[0].astype(np.float32) for n in usable]
+        self.energies = [energies.energies_batch(n[None])[0].astype(np.float32) for n in usable]
         self.squares = [np.concatenate([[0.0], np.cumsum(np.square(n))]) for n in usable]
         self.starts = [(n.size - length) // self.step for n in usable]
-
-    def __bool__(self) -> bool:
-        return bool(self.energies)
 
     def take(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """`count` random excerpts (recording uniform, then a frame-aligned start) as energies and mean squares."""
@@ -193,16 +190,15 @@ class EpochSampler:
         self.speech_rows = np.sort(speech)
         self.slot = np.full(pool.audio.shape[0], -1, np.int64)
         self.slot[self.speech_rows] = np.arange(self.speech_rows.size)
+        energies = LogMel(dataclasses.replace(frontend.config, noise_floor=0.0))
         self.cache = FeatureCache(
-            pool.audio[self.speech_rows], config.augment, frontend, config.feature_variants, config.refresh_epochs,
+            pool.audio[self.speech_rows], config.augment, energies, config.feature_variants, config.refresh_epochs,
             config.seed,
         )
         silence_clips = [pool.audio[i] for i in self.rows.get(SILENCE, [])]
-        self.noise = NoiseBank(pool.noise_train + silence_clips, pool.audio.shape[1], frontend)
+        self.noise = NoiseBank(pool.noise_train + silence_clips, pool.audio.shape[1], energies)
         floor = math.hypot(frontend.config.noise_floor, DITHER)
-        self.floor = LogMel(dataclasses.replace(frontend.config, noise_floor=floor)).energies_batch(
-            np.zeros((1, pool.audio.shape[1]))
-        )[0, 0]
+        self.floor = LogMel(dataclasses.replace(frontend.config, noise_floor=floor)).floor_energies
         """What a silent window has: the model's own noise floor and the dither, as expected energies."""
         self.hard_rows = np.zeros(0, np.int64)
         """Training negatives the model last scored highest for a keyword (see `mine`)."""
