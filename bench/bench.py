@@ -19,12 +19,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spotter.cli import default_model_path  # noqa: E402
+from spotter import models  # noqa: E402
 from spotter.engine import Spotter  # noqa: E402
-from spotter.evaluation import HIT_AFTER_END_S, read_labels  # noqa: E402
+from spotter.evaluation import match  # noqa: E402
+from spotter.files import write_wav  # noqa: E402
+from spotter.labels import Event, labels_path, read_labels  # noqa: E402
 from spotter.model import Classifier  # noqa: E402
 from spotter.sources import WavFile  # noqa: E402
-from spotter.train.evaluate import write_wav  # noqa: E402
 
 DEMO = ROOT / "demo" / "keywords.wav"
 BLOCK_MS = 100.0
@@ -35,27 +36,18 @@ BENCH_SECONDS = 600.0
 
 def pipeline_cost(model: Path, audio: np.ndarray) -> tuple[Spotter, float, list]:  # type: ignore[type-arg]
     spotter = Spotter(Classifier.load(model))
-    block = int(16000 * BLOCK_MS / 1000)
-    spotter.push(audio[:16000])  # warm-up: first invoke allocates
-    spotter.reset()
+    spotter.run(audio[:16000])  # warm-up: first invoke allocates
     spotter.times.__init__()  # type: ignore[misc]
-    events = []
     cpu = time.process_time()
-    for i in range(0, audio.size, block):
-        events += spotter.push(audio[i : i + block])
+    events = spotter.run(audio, BLOCK_MS)
     return spotter, time.process_time() - cpu, events
 
 
-def latency(events: list, truth: list, period_s: float, per_push_s: float) -> list[float]:  # type: ignore[type-arg]
-    """Fire time minus the labelled end of the word, plus waiting for the block and computing it."""
-    out = []
-    for event in events:
-        t = event.offset % period_s
-        for word in truth:
-            if word.label == event.label and word.start <= t <= word.end + HIT_AFTER_END_S:
-                out.append(t - word.end + BLOCK_MS / 2000 + per_push_s)
-                break
-    return out
+def latency(events: list, truth: list[Event], per_push_s: float) -> list[float]:  # type: ignore[type-arg]
+    """Fire time minus the labelled end of each word hit (by the evaluation's rule), plus waiting for the block
+    and computing it."""
+    hits, _, _ = match(events, truth)
+    return [d.offset - e.end + BLOCK_MS / 2000 + per_push_s for e, d in hits]
 
 
 PEAK_LAUNCHER = (
@@ -84,7 +76,7 @@ def run_cli(args: list[str]) -> tuple[float, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=default_model_path())
+    parser.add_argument("--model", type=Path, default=models.resolve(None))
     parser.add_argument("--recording", type=Path, default=DEMO, help="WAV with its Audacity labels next to it (.txt)")
     args = parser.parse_args()
     demo = np.concatenate(list(WavFile(args.recording, 16000)))
@@ -95,7 +87,10 @@ def main() -> int:
     t = spotter.times
     pushes = audio.size / (16000 * BLOCK_MS / 1000)
     per_push = (t.features + t.model + t.decision) / pushes
-    lat = latency(events, read_labels(args.recording.with_suffix(".txt")), demo.size / 16000, per_push)
+    period = demo.size / 16000
+    truth = [Event(e.start + k * period, e.end + k * period, e.label)
+             for k in range(repeats) for e in read_labels(labels_path(args.recording))]
+    lat = latency(events, truth, per_push)
     spec = spotter.spec
     print(f"model: {args.model.name} ({spec.architecture}, {spec.quantization}), {spec.metrics.get('parameters')} "
           f"parameters, {spec.metrics.get('multiplies')} multiplies; hop {spotter.decision.hop_ms:g} ms, "

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spotter import evaluation  # noqa: E402
-from spotter.decision import Trigger  # noqa: E402
+from spotter.config import TARGET_FALSE_ALARMS_PER_HOUR  # noqa: E402
 from spotter.engine import Spotter  # noqa: E402
+from spotter.labels import labels_path, read_labels  # noqa: E402
 from spotter.model import Classifier  # noqa: E402
 from spotter.sources import WavFile  # noqa: E402
 
@@ -31,44 +32,39 @@ def main() -> int:
     parser.add_argument("streams", nargs="+", type=Path)
     parser.add_argument("--hops", default="100,150,200")
     parser.add_argument("--smoothing", default="0,200,300,500")
-    parser.add_argument("--target", type=float, default=evaluation.TARGET_FALSE_ALARMS_PER_HOUR,
+    parser.add_argument("--target", type=float, default=TARGET_FALSE_ALARMS_PER_HOUR,
                         help="false alarms per hour at which to compare settings")
     args = parser.parse_args()
     classifier = Classifier.load(args.model)
     spec = classifier.spec
     rate = spec.features.sample_rate
-    base = Spotter(classifier, dataclasses.replace(spec.decision, hop_ms=BASE_HOP_MS, smoothing_ms=0.0), record=True)
+    raw = dataclasses.replace(spec.decision, hop_ms=BASE_HOP_MS, smoothing_ms=0.0)
+    base = Spotter(classifier, raw, record=True)
     data = []
     for path in args.streams:
         audio = np.concatenate(list(WavFile(path, rate)))
-        _, trace = evaluation.run_stream(base, audio, block=800)  # smoothing 0: smoothed == raw posteriors
-        trace_samples, trace_posts = trace.samples, trace.smoothed
-        data.append((trace_samples, trace_posts, trace.duration_s, evaluation.read_labels(path.with_suffix(".txt"))))
-        print(f"{path.name}: {len(trace_samples)} windows", file=sys.stderr)
-    print(f"hop_ms smoothing_ms threshold@{args.target:g}FA/h recall latency_median_ms latency_p90_ms")
+        _, trace = evaluation.run_stream(base, audio)  # smoothing 0: the trace holds the raw posteriors
+        data.append((trace, read_labels(labels_path(path))))
+        print(f"{path.name}: {len(trace.samples)} windows", file=sys.stderr)
+    print(f"hop_ms smoothing_ms threshold@{args.target:g}FA/h recall per-keyword-thresholds-recall "
+          "latency_median_ms latency_p90_ms")
     for hop in [float(h) for h in args.hops.split(",")]:
-        step = int(round(hop / BASE_HOP_MS))
+        every = int(round(hop / BASE_HOP_MS))
         for smoothing in [float(s) for s in args.smoothing.split(",")]:
             decision = dataclasses.replace(spec.decision, hop_ms=hop, smoothing_ms=smoothing, thresholds={})
-            traces = []
-            for samples, posts, duration, truth in data:
-                trigger = Trigger(spec.labels, decision, rate)
-                smoothed = []
-                for s, p in zip(samples[::step], posts[::step]):
-                    trigger.update(int(s), p)
-                    smoothed.append(trigger.smoothed.copy())
-                traces.append((evaluation.Trace(samples[::step], np.array(smoothed), rate, duration), truth))
-            det = evaluation.sweep(traces, spec.labels, decision)
-            point = evaluation.operating_points(det, args.target).get("overall")
+            traces = [(trace.resmoothed(spec.labels, decision, every), truth) for trace, truth in data]
+            calibration = evaluation.calibrate(traces, spec.labels, decision, args.target)
+            point = calibration.operating_points.get("overall")
+            tuned = calibration.result["overall"]
             if point is None:
-                print(f"{hop:g} {smoothing:g} - - - -")
+                print(f"{hop:g} {smoothing:g} - - {tuned['recall']:.3f} - -")
                 continue
             at = dataclasses.replace(decision, default_threshold=point["threshold"])
             latencies = []
             for trace, truth in traces:
                 hits, _, _ = evaluation.match(evaluation.replay(trace, spec.labels, at), truth)
                 latencies += [d.offset - e.end for e, d in hits]
-            print(f"{hop:g} {smoothing:g} {point['threshold']:.2f} {point['recall']:.3f} "
+            print(f"{hop:g} {smoothing:g} {point['threshold']:.2f} {point['recall']:.3f} {tuned['recall']:.3f} "
                   f"{1000 * np.median(latencies):.0f} {1000 * np.percentile(latencies, 90):.0f}")
     return 0
 

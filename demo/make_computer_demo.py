@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spotter.config import UNKNOWN  # noqa: E402
-from spotter.evaluation import Event, write_labels  # noqa: E402
-from train.data import read_audio, speaker_of, split_of  # noqa: E402
-from train.evaluate import write_wav  # noqa: E402
-from train.streams import trim  # noqa: E402
+from spotter.files import write_wav  # noqa: E402
+from spotter.labels import Event, write_labels  # noqa: E402
+from spotter.train.audio import read_audio, trim  # noqa: E402
+from spotter.train.data import speaker_of, split_of  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RATE = 16000

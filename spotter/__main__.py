@@ -1,3 +1,5 @@
+"""python -m spotter: the same as the `spotter` command."""
+
 from .cli import main
 
 raise SystemExit(main())

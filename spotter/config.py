@@ -44,6 +44,18 @@ BACKGROUND_LABELS = frozenset({SILENCE, UNKNOWN})
 """Labels that describe 'no keyword'; the decision logic never fires for them."""
 
 
+TARGET_FALSE_ALARMS_PER_HOUR = 0.5
+"""The operating point thresholds are set for: about one false alarm in a waking day of a home assistant."""
+
+
+def documented(default: Any, help: str, **flag: Any) -> Any:
+    """A config field that is also a command-line flag: the flag's name, type, default, choices and help are derived
+    from the field (`spotter.cli.options.add_config_flags`), so a setting is described once, here. `flag` may set
+    `name` (when the flag is not the field's name), `aliases`, `choices`, `minimum` ("positive" or "non-negative")
+    and `metavar`."""
+    return field(default=default, metadata={"help": help, **flag})
+
+
 def ms_to_samples(ms: float, sample_rate: int) -> int:
     """Every time setting is written in milliseconds and counted in samples, rounded half up."""
     return int(ms * sample_rate / 1000.0 + 0.5)
@@ -61,12 +73,15 @@ class FeatureConfig:
     preemphasis: float = 0.97
     low_hz: float = 0.0
     high_hz: float | None = None
-    noise_floor: float = 0.0
-    """RMS (int16 units) of white noise whose expected band energies are added before the log: a deterministic
-    dither, so digital silence looks like a quiet microphone instead of log(eps). 0 reproduces logfbank exactly."""
-    compression: str = "log"
-    """`log` (logfbank) or `pcen`: P = (E / (eps + M)**alpha + delta)**root - delta**root, with M the energy E
-    smoothed over time per band, so a constant gain divides out once M settles (Wang et al., ICASSP 2017)."""
+    noise_floor: float = documented(
+        0.0, "add the expected energies of white noise of this RMS (int16 units) to every frame, in training and at "
+        "run time: digital silence then looks like a quiet microphone instead of log(eps) (0: logfbank exactly)",
+        minimum="non-negative", metavar="RMS")
+    compression: str = documented(
+        "log", "front end: log-mel (logfbank), or per-channel energy normalisation (PCEN) of the mel energies",
+        choices=COMPRESSIONS)
+    """`pcen`: P = (E / (eps + M)**alpha + delta)**root - delta**root, with M the energy E smoothed over time per
+    band, so a constant gain divides out once M settles (Wang et al., ICASSP 2017)."""
     pcen_smooth_ms: float = PAPER_PCEN_SMOOTH_MS
     """Time constant T of the smoother M[t] = (1 - s) M[t-1] + s E[t], with s = 1 - exp(-step_ms / T): the exact
     discrete first-order low-pass, so s stays in (0, 1) for any T > 0 and means the same time at any step."""
@@ -114,9 +129,9 @@ class FeatureConfig:
 class DecisionConfig:
     """How posteriors become events: all times in milliseconds."""
 
-    hop_ms: float = 100.0
-    smoothing_ms: float = 300.0
-    refractory_ms: float = 1000.0
+    hop_ms: float = documented(100.0, "run the model every this many ms", minimum="positive")
+    smoothing_ms: float = documented(300.0, "average posteriors over this many ms", minimum="non-negative")
+    refractory_ms: float = documented(1000.0, "stay silent this long after a detection", minimum="positive")
     thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.7
 

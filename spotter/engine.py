@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import DecisionConfig, ModelSpec
+from .config import DecisionConfig, ModelSpec, ms_to_samples
 from .decision import Detection, Trigger
 from .features import LogMel
 from .model import Classifier
@@ -24,6 +24,10 @@ class StageTimes:
     model: float = 0.0
     decision: float = 0.0
     invocations: int = 0
+
+
+REPLAY_BLOCK_MS = 100.0
+"""Block size `Spotter.run` pushes: what a microphone delivers; results do not depend on it."""
 
 
 class Spotter:
@@ -80,4 +84,15 @@ class Spotter:
             self.times.invocations += 1
             if event is not None:
                 detections.append(event)
+        return detections
+
+    def run(self, audio: np.ndarray, block_ms: float = REPLAY_BLOCK_MS) -> list[Detection]:
+        """A whole recording from a fresh state, pushed in microphone-sized blocks: the one replay helper that
+        evaluation, the benchmarks and the tests share."""
+        self.reset()
+        audio = np.asarray(audio).reshape(-1)
+        block = max(1, ms_to_samples(block_ms, self.spec.features.sample_rate))
+        detections: list[Detection] = []
+        for start in range(0, audio.size, block):
+            detections += self.push(audio[start : start + block])
         return detections

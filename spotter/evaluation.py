@@ -1,5 +1,6 @@
-"""Streaming evaluation: ground truth in Audacity label files, scoring of detections against it, and threshold
-sweeps (DET curves) replayed from one pass over the audio.
+"""Streaming evaluation: detections scored against ground truth (`labels.Event`), threshold sweeps (DET curves)
+replayed from one pass over the audio, and `calibrate`, the one threshold-setting pipeline that training,
+`spotter eval run` and the benchmarks call.
 
 Scoring rule: a detection is a hit if its label is right and it fires between the event's start and
 HIT_AFTER_END_S after the event's end; a wrong label counts as a miss plus a false alarm; anything else is a false
@@ -9,69 +10,21 @@ alarm. Each event takes at most one detection, each detection at most one event.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from .config import BACKGROUND_LABELS, DecisionConfig
+from .config import BACKGROUND_LABELS, TARGET_FALSE_ALARMS_PER_HOUR, DecisionConfig
 from .decision import Detection, Trigger
 from .engine import Spotter
+from .labels import Event
 
 HIT_AFTER_END_S = 1.0
 RULE = (
     "hit: right label, fired between event start and 1.0 s after event end; "
     "wrong label: a miss and a false alarm; any other detection: a false alarm"
 )
-TARGET_FALSE_ALARMS_PER_HOUR = 0.5
-
-
-@dataclass(frozen=True)
-class Event:
-    start: float
-    end: float
-    label: str
-
-
-class LabelFileError(ValueError):
-    """A label file that cannot be read; the message names the file and line."""
-
-
-def read_labels(path: Path) -> list[Event]:
-    """Audacity label track export: `start<TAB>end<TAB>label` per line, seconds. Blank lines and Audacity's
-    spectral-selection lines (starting with a backslash) are skipped; labels may contain spaces."""
-    events = []
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise LabelFileError(f"label file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelFileError(f"cannot read label file {path}: {exc}") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("\\"):
-            continue
-        fields = line.rstrip("\r\n").split("\t")
-        if len(fields) < 2:
-            raise LabelFileError(f"{path}:{number}: expected start<TAB>end<TAB>label, got {line.strip()!r}")
-        try:
-            start, end = float(fields[0]), float(fields[1])
-        except ValueError:
-            raise LabelFileError(f"{path}:{number}: start and end must be numbers of seconds, got {line.strip()!r}") from None
-        if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
-            raise LabelFileError(f"{path}:{number}: times must be finite and not negative")
-        if end < start:
-            raise LabelFileError(f"{path}:{number}: end {end} is before start {start}")
-        label = "\t".join(fields[2:]).strip()
-        if not label:
-            raise LabelFileError(f"{path}:{number}: the label is empty")
-        events.append(Event(start, end, label))
-    return sorted(events, key=lambda e: (e.start, e.end))
-
-
-def write_labels(path: Path, events: Iterable[Event]) -> None:
-    Path(path).write_text("".join(f"{e.start:.7f}\t{e.end:.7f}\t{e.label}\n" for e in events))  # 1/16000 s needs 7 decimals
 
 
 def match(detections: list[Detection], truth: list[Event]) -> tuple[list[tuple[Event, Detection]], list[Detection], list[Event]]:
@@ -139,14 +92,22 @@ class Trace:
     sample_rate: int
     duration_s: float
 
+    def resmoothed(self, labels: tuple[str, ...], decision: DecisionConfig, every: int = 1) -> "Trace":
+        """The trace that every `every`-th hop with `decision`'s smoothing would have given, from a trace recorded
+        without smoothing (whose smoothed scores are the raw posteriors): one model pass compares many settings."""
+        trigger = Trigger(labels, decision, self.sample_rate)
+        samples, posteriors = self.samples[::every], self.smoothed[::every]
+        smoothed = []
+        for sample, scores in zip(samples, posteriors):
+            trigger.update(int(sample), scores)
+            smoothed.append(trigger.smoothed.copy())
+        return Trace(samples, np.array(smoothed).reshape(len(samples), len(labels)), self.sample_rate, self.duration_s)
 
-def run_stream(spotter: Spotter, audio: np.ndarray, block: int = 1600) -> tuple[list[Detection], Trace]:
+
+def run_stream(spotter: Spotter, audio: np.ndarray) -> tuple[list[Detection], Trace]:
     """One pass: the spotter's own detections and the trace of smoothed scores of every hop."""
     spotter.record = True
-    spotter.reset()
-    detections: list[Detection] = []
-    for start in range(0, audio.size, block):
-        detections += spotter.push(audio[start : start + block])
+    detections = spotter.run(audio)
     rate = spotter.spec.features.sample_rate
     samples = np.array([s for s, _ in spotter.trace], dtype=np.int64)
     smoothed = np.array([p for _, p in spotter.trace]).reshape(len(samples), len(spotter.spec.labels))
@@ -251,3 +212,29 @@ def score_traces(traces: list[tuple[Trace, list[Event]]], labels: tuple[str, ...
         offset += trace.duration_s + 10.0  # a gap longer than the hit window keeps streams apart
         duration += trace.duration_s
     return score(detections, truth, labels, duration)
+
+
+@dataclass
+class Calibration:
+    """What `calibrate` found on a set of streams."""
+
+    det: dict[str, Any]
+    """The common-threshold sweep (`sweep`)."""
+    operating_points: dict[str, dict[str, float]]
+    """Per keyword and overall, the common threshold at the target (`operating_points`)."""
+    decision: DecisionConfig
+    """The decision settings with the per-keyword thresholds (`label_thresholds`)."""
+    result: dict[str, Any]
+    """Recall, false alarms per hour and latency with them, over all streams together (`score_traces`)."""
+
+
+def calibrate(
+    traces: list[tuple[Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig,
+    target: float = TARGET_FALSE_ALARMS_PER_HOUR,
+) -> Calibration:
+    """Thresholds from streams, the one pipeline: sweep a common threshold, take each keyword's point at an equal
+    share of `target` false alarms per hour, settle the mixed thresholds, and score them."""
+    det = sweep(traces, labels, decision)
+    thresholds = label_thresholds(traces, labels, decision, det, target)
+    tuned = dataclasses.replace(decision, thresholds=thresholds)
+    return Calibration(det, operating_points(det, target), tuned, score_traces(traces, labels, tuned))

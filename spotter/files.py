@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import wave
 from pathlib import Path
+
+import numpy as np
 
 
 def write_atomic(path: Path | str, data: bytes) -> None:
@@ -21,3 +25,15 @@ def write_atomic(path: Path | str, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_wav(path: Path | str, audio: np.ndarray, sample_rate: int) -> None:
+    """A mono 16-bit PCM WAV, written atomically (`write_atomic`), its folder made if missing."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(np.asarray(audio).astype("<i2").tobytes())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buffer.getvalue())

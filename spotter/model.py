@@ -22,8 +22,6 @@ class Classifier:
 
     def __init__(self, tflite: bytes, spec: ModelSpec, num_threads: int = 1) -> None:
         self.spec = spec
-        self._tflite = tflite
-        self._num_threads = num_threads
         self._interpreter = modelfile.make_interpreter(tflite, num_threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
+from .config import ms_to_samples
 from .resample import Resampler
 
 INT16_MAX = 32767
@@ -84,7 +85,7 @@ class WavFile:
         if self.width not in (1, 2, 3, 4):
             raise AudioError(f"{self.path}: {8 * self.width}-bit samples are not supported")
         self.target_rate = target_rate
-        self._block = max(1, int(self.rate * block_ms / 1000))
+        self._block = max(1, ms_to_samples(block_ms, self.rate))
         self._convert = _Converter(self.rate, target_rate)
 
     @property
@@ -123,7 +124,7 @@ class RawStdin:
         self.target_rate = target_rate
         self.stream = stream or sys.stdin.buffer
         self.dropped_blocks = 0
-        self._block_bytes = 2 * max(1, int(rate * block_ms / 1000))
+        self._block_bytes = 2 * max(1, ms_to_samples(block_ms, rate))
         self._convert = _Converter(rate, target_rate)
         self.odd_byte = False
 
@@ -166,14 +167,12 @@ class RingBuffer:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self.dropped_blocks = 0
-        self.dropped_samples = 0
 
     def write(self, block: np.ndarray) -> None:
         count = block.shape[0]
         with self._lock:
             if self._write - self._read + count > self._capacity:
                 self.dropped_blocks += 1
-                self.dropped_samples += count
                 return
             start = self._write % self._capacity
             first = min(count, self._capacity - start)
@@ -203,7 +202,7 @@ class Microphone:
         self.target_rate = target_rate
         self.device_index, self.device_name = find_input_device(self.sd, device)
         self.rate = self._open_rate(target_rate)
-        self.block = max(1, int(self.rate * block_ms / 1000))
+        self.block = max(1, ms_to_samples(block_ms, self.rate))
         self.ring = RingBuffer(int(self.rate * buffer_s))
         self.overflows = 0
         self._convert = _Converter(self.rate, target_rate)

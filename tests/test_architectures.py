@@ -15,8 +15,8 @@ from keras import layers  # noqa: E402
 
 from spotter.config import ModelSpec  # noqa: E402
 from spotter.model import Classifier  # noqa: E402
-from train import architectures, export  # noqa: E402
-from train.options import ARCHITECTURE_NAMES  # noqa: E402
+from spotter.train import architectures, export  # noqa: E402
+from spotter.train.options import ARCHITECTURE_NAMES  # noqa: E402
 
 MAX_PARAMETERS = 250_000
 MAX_MULTIPLIES = 10_000_000
@@ -66,6 +66,13 @@ def test_trains_and_exports_within_budget(name: str) -> None:
     centred = np.log(int8_out) - np.log(int8_out).mean(axis=1, keepdims=True)
     expected = keras_logits - keras_logits.mean(axis=1, keepdims=True)
     assert np.abs(centred - expected).max() <= 0.1 * np.ptp(expected) + 0.01
+
+
+@pytest.mark.parametrize("name", OVER_BUDGET)
+def test_baselines_over_budget_still_build(name: str) -> None:
+    model = _build(name)
+    assert model.output_shape == (None, len(LABELS))
+    assert architectures.count_multiplies(model) > MAX_MULTIPLIES or architectures.count_parameters(model) > MAX_PARAMETERS
 
 
 def test_sub_spectral_norm_normalises_each_band_and_reloads(tmp_path: Path) -> None:

@@ -1,7 +1,13 @@
-"""`spotter listen` as a user runs it: file and stdin modes, the output contract, and every bad input."""
+"""`spotter listen` as a user runs it: file and stdin modes, the output contract, and every bad input.
+
+Most calls run `spotter.cli.main` in this process (the same exit path, seconds faster); what needs a real process
+(a closed pipe, signals, the first import, the `spotter` entry point itself) runs one."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import signal
 import subprocess
@@ -13,22 +19,36 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from spotter.cli import main
+from spotter.cli.train import CONFIG_FLAGS, config_of
 from spotter.sources import WavFile
+from spotter.train.options import TrainConfig
 
 from .conftest import DEMO_WAV, write_wav
 
 SPOTTER = [sys.executable, "-m", "spotter"]
 
 
-def listen(*args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([*SPOTTER, "listen", "--quiet", *args], input=stdin, capture_output=True, timeout=timeout)
+@dataclasses.dataclass
+class Result:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
 
 
-def events(result: subprocess.CompletedProcess[bytes]) -> list[dict]:  # type: ignore[type-arg]
+def listen(*args: str) -> Result:
+    """`spotter listen --quiet ...` through `main`, with stdout and stderr of its own."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["listen", "--quiet", *args])
+    return Result(code, out.getvalue().encode(), err.getvalue().encode())
+
+
+def events(result: Result | subprocess.CompletedProcess[bytes]) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in result.stdout.decode().splitlines()]
 
 
-def assert_one_clear_line(result: subprocess.CompletedProcess[bytes], pattern: str, stdout_ok: bool = False) -> None:
+def assert_one_clear_line(result: Result, pattern: str, stdout_ok: bool = False) -> None:
     err = result.stderr.decode()
     assert result.returncode != 0
     assert "Traceback" not in err
@@ -44,7 +64,8 @@ def demo_pcm() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def file_result() -> subprocess.CompletedProcess[bytes]:
-    return listen("--input", str(DEMO_WAV))
+    """The installed entry point in a process of its own, as a user runs it."""
+    return subprocess.run([*SPOTTER, "listen", "--quiet", "--input", str(DEMO_WAV)], capture_output=True, timeout=60)
 
 
 def test_file_mode_output_contract(file_result: subprocess.CompletedProcess[bytes]) -> None:
@@ -62,7 +83,8 @@ def test_file_mode_output_contract(file_result: subprocess.CompletedProcess[byte
 
 
 def test_stdin_mode_equals_file_mode(file_result: subprocess.CompletedProcess[bytes], demo_pcm: np.ndarray) -> None:
-    piped = listen("--input", "-", stdin=demo_pcm.astype("<i2").tobytes())
+    piped = subprocess.run([*SPOTTER, "listen", "--quiet", "--input", "-"], input=demo_pcm.astype("<i2").tobytes(),
+                           capture_output=True, timeout=60)  # a real pipe: stdin is read by file descriptor
     assert piped.returncode == 0, piped.stderr.decode()
     strip = lambda found: [(e["label"], e["score"], e["offset"]) for e in found]  # noqa: E731
     assert strip(events(piped)) == strip(events(file_result))
@@ -145,8 +167,36 @@ def test_sounddevice_only_for_the_microphone() -> None:
     assert result.returncode == 0, result.stderr.decode()
 
 
-def test_info_prints_metadata() -> None:
-    result = subprocess.run([*SPOTTER, "info"], capture_output=True, timeout=60)
-    assert result.returncode == 0
-    info = json.loads(result.stdout)
+def test_info_prints_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 0
+    info = json.loads(capsys.readouterr().out)
     assert info["labels"][-2:] == ["_unknown_", "_silence_"] and info["window_frames"] == 98
+
+
+def test_decision_overrides_are_validated(capsys: pytest.CaptureFixture[str]) -> None:
+    for flag, value in (("--hop-ms", "0"), ("--refractory-ms", "-5"), ("--smoothing-ms", "nan")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["listen", "--input", str(DEMO_WAV), flag, value])
+        assert exit_info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+
+
+def test_train_flags_are_derived_from_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every config flag shows its config default in --help, and parsed flags land in the config fields they name."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    defaults = TrainConfig()
+    for flag, value in (("--epochs", defaults.epochs), ("--shift-ms", defaults.augment.shift_ms),
+                        ("--variants", defaults.feature_variants), ("--noise-floor", defaults.features.noise_floor)):
+        assert flag in help_text and f"(default: {value})" in help_text
+    from spotter.cli import build_parser
+
+    args = build_parser().parse_args([
+        "train", "--epochs", "7", "--shift-ms", "400", "--keyword-inside", "--variants", "2", "--compression", "pcen",
+        "--hard-negatives", "0", "--arch", "tc-resnet8", "--max-per-word", "5", "--no-tune",
+    ])
+    config = config_of(args)
+    assert (config.epochs, config.augment.shift_ms, config.augment.keyword_inside, config.feature_variants) == (7, 400.0, True, 2)
+    assert (config.features.compression, config.hard_negative_share, config.architecture) == ("pcen", 0.0, "tc-resnet8")
+    assert config.max_per_word == 5 and config.tune is None and config.augment.speed_min == defaults.augment.speed_min
+    assert len(CONFIG_FLAGS) == len(set(CONFIG_FLAGS))

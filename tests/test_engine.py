@@ -13,7 +13,8 @@ from spotter.engine import Spotter
 from spotter.model import Classifier
 from spotter.sources import WavFile
 
-from spotter.evaluation import match, read_labels
+from spotter.evaluation import match
+from spotter.labels import read_labels
 
 from .conftest import DEMO_LABELS, DEMO_WAV
 

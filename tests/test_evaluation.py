@@ -9,26 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spotter.config import DecisionConfig
 from spotter.decision import Detection
 from spotter.engine import Spotter
+from spotter.cli import main
+from spotter.config import SILENCE
 from spotter.evaluation import (
-    Event,
-    LabelFileError,
     SWITCHED_OFF,
-    label_thresholds,
+    calibrate,
     operating_points,
-    read_labels,
     replay,
     run_stream,
     score,
     score_traces,
     sweep,
-    write_labels,
 )
+from spotter.labels import Event, LabelFileError, read_labels, write_labels
 from spotter.model import Classifier
-from train.data import read_audio
-from train.streams import StreamConfig, build, spoken_part
+from spotter.train.audio import read_audio, spoken_part
+from spotter.train.streams import StreamConfig, build
 
 RATE = 16000
 
@@ -98,19 +96,17 @@ def test_stream_ground_truth_is_sample_exact(speech_commands: Path) -> None:
         rebuilt[start:end] = segment
     # nothing outside the events: the clean stream is silent between placed clips
     np.testing.assert_array_equal(rebuilt, audio)
-    # and the first event is the spoken part of a real clip of its label
-    first = events[0]
-    candidates = sorted((speech_commands / first.label).glob("*.mp3")) if first.label != "_unknown_" else []
+    # and the first keyword event is the spoken part of a real clip of its label
+    first = next(e for e in events if e.label in ("yes", "no"))
     segment = audio[round(first.start * RATE) : round(first.end * RATE)]
-    if candidates:
-        found = False
-        for path in candidates:
-            clip = read_audio(path, RATE)
-            s, e = spoken_part(clip, RATE)
-            if e - s == segment.size and np.array_equal(clip[s:e], segment):
-                found = True
-                break
-        assert found, "the first event's audio is a trimmed clip of its label"
+    found = False
+    for path in sorted((speech_commands / first.label).glob("*.mp3")):
+        clip = read_audio(path, RATE)
+        s, e = spoken_part(clip, RATE)
+        if e - s == segment.size and np.array_equal(clip[s:e], segment):
+            found = True
+            break
+    assert found, "the first keyword event's audio is a trimmed clip of its label"
 
 
 def test_noisy_stream_has_requested_snr(speech_commands: Path) -> None:
@@ -118,7 +114,7 @@ def test_noisy_stream_has_requested_snr(speech_commands: Path) -> None:
     noisy, events10 = build(speech_commands, ("yes", "no"), StreamConfig(minutes=0.5, seed=4, snr_db=10.0))
     assert events10 == events
     noise = noisy.astype(np.float64) - clean
-    speech = np.concatenate([clean[round(e.start * RATE) : round(e.end * RATE)] for e in events if e.label != "_silence_"])
+    speech = np.concatenate([clean[round(e.start * RATE) : round(e.end * RATE)] for e in events if e.label != SILENCE])
     snr = 10 * np.log10(np.mean(speech.astype(np.float64) ** 2) / np.mean(noise**2))
     assert snr == pytest.approx(10.0, abs=0.5)
 
@@ -143,7 +139,6 @@ def test_sweep_point_equals_direct_run(shipped_model: Path, speech_commands: Pat
     mixed = dataclasses.replace(spotter.decision, thresholds={k: 0.5 + 0.04 * i for i, k in enumerate(classifier.spec.keyword_labels)})
     direct, _ = run_stream(Spotter(classifier, mixed), audio)
     assert score_traces([(trace, truth)], classifier.spec.labels, mixed) == score(direct, truth, classifier.spec.labels, trace.duration_s)
-    assert DecisionConfig().hop_ms > 0
 
 
 def test_label_thresholds_share_the_budget(shipped_model: Path, speech_commands: Path) -> None:
@@ -155,10 +150,10 @@ def test_label_thresholds_share_the_budget(shipped_model: Path, speech_commands:
         audio, truth = build(speech_commands, classifier.spec.keyword_labels, StreamConfig(minutes=2.0, seed=seed, negatives_only=negatives))
         traces.append((run_stream(Spotter(classifier), audio)[1], truth))
     decision = Spotter(classifier).decision
-    det = sweep(traces, labels, decision)
     target = 60.0  # false alarms per hour: 6 per keyword over these 4 minutes allow 0.4 false alarms each: none
-    chosen = label_thresholds(traces, labels, decision, det, target)
-    result = score_traces(traces, labels, dataclasses.replace(decision, thresholds=chosen))
+    calibration = calibrate(traces, labels, decision, target)
+    det, chosen, result = calibration.det, calibration.decision.thresholds, calibration.result
+    assert result == score_traces(traces, labels, dataclasses.replace(decision, thresholds=chosen))
     share = target / len(chosen)
     assert all(result["labels"][k]["false_alarms_per_hour"] <= share for k in chosen)
     assert result["overall"]["false_alarms_per_hour"] <= target
@@ -168,31 +163,58 @@ def test_label_thresholds_share_the_budget(shipped_model: Path, speech_commands:
         assert t >= start.get(k, {"threshold": SWITCHED_OFF})["threshold"]
 
 
-def test_eval_cli_builds_runs_and_writes_thresholds(shipped_model: Path, speech_commands: Path, tmp_path: Path) -> None:
+def test_eval_cli_builds_runs_and_writes_thresholds(
+    shipped_model: Path, speech_commands: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`spotter eval build` then `spotter eval run --write-thresholds`, as a user runs them: the model file ends up
     with the per-keyword thresholds the report states, and the report's figures for them are a replay of its streams."""
     import json
     import shutil
-    import subprocess
-    import sys
 
     from spotter import modelfile
 
-    spotter = [sys.executable, "-m", "spotter", "eval"]
     streams = [tmp_path / "kw.wav", tmp_path / "neg.wav"]
     for out, extra in zip(streams, ([], ["--negatives"])):
-        subprocess.run([*spotter, "build", "--data", str(speech_commands), "-o", str(out), "--minutes", "1",
-                        "--seed", "5", *extra], check=True, capture_output=True, timeout=120)
+        assert main(["eval", "build", "--data", str(speech_commands), "-o", str(out), "--minutes", "1", "--seed", "5",
+                     *extra]) == 0
         assert read_labels(out.with_suffix(".txt"))
     model = tmp_path / "kws.tflite"
     shutil.copy(shipped_model, model)
-    run = subprocess.run([*spotter, "run", "-m", str(model), *map(str, streams), "--report", str(tmp_path / "r"),
-                          "--write-thresholds"], capture_output=True, timeout=300, text=True)
-    assert run.returncode == 0, run.stderr
+    capsys.readouterr()
+    assert main(["eval", "run", "-m", str(model), *map(str, streams), "--report", str(tmp_path / "r"),
+                 "--write-thresholds"]) == 0
+    printed = capsys.readouterr().out
     report = json.loads((tmp_path / "r" / "eval.json").read_text())
     chosen = report["label_thresholds"]["thresholds"]
     assert set(chosen) == set(Classifier.load(shipped_model).spec.keyword_labels)
     assert modelfile.read_spec(model).decision.thresholds == chosen
     assert report["label_thresholds"]["overall"]["false_alarms_per_hour"] <= 0.5
-    assert "per-keyword thresholds sharing 0.5 false alarms/h" in run.stdout
+    assert "per-keyword thresholds sharing 0.5 false alarms/h" in printed
     assert (tmp_path / "r" / "det.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_cli_bad_input_is_one_line(
+    shipped_model: Path, speech_commands: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A keyword the folder does not have, and a decision override `listen` would refuse, end in one line each."""
+    assert main(["eval", "build", "--data", str(speech_commands), "-o", str(tmp_path / "s.wav"), "--minutes", "0.1",
+                 "--keywords", "banana"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no validation clips of banana" in err[0] and not (tmp_path / "s.wav").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "run", "-m", str(shipped_model), str(tmp_path / "s.wav"), "--hop-ms", "0"])
+    assert exit_info.value.code == 2 and "--hop-ms: must be more than 0" in capsys.readouterr().err
+
+
+def test_resmoothed_trace_equals_a_direct_run(shipped_model: Path, speech_commands: Path) -> None:
+    """One unsmoothed pass at a fine hop, re-smoothed at every other hop, gives what the engine gives with that hop
+    and smoothing: the decision sweep's settings compare on the engine's own numbers."""
+    classifier = Classifier.load(shipped_model)
+    audio, _ = build(speech_commands, classifier.spec.keyword_labels, StreamConfig(minutes=0.5, seed=3))
+    base = dataclasses.replace(classifier.spec.decision, hop_ms=50.0, smoothing_ms=0.0)
+    _, raw = run_stream(Spotter(classifier, base), audio)
+    wanted = dataclasses.replace(classifier.spec.decision, hop_ms=100.0, smoothing_ms=300.0)
+    _, direct = run_stream(Spotter(classifier, wanted), audio)
+    again = raw.resmoothed(classifier.spec.labels, wanted, every=2)
+    np.testing.assert_array_equal(again.samples, direct.samples)
+    np.testing.assert_allclose(again.smoothed, direct.smoothed, atol=1e-6)

@@ -25,7 +25,7 @@ from typing import Iterator
 
 import pytest
 
-from spotter.evaluation import read_labels
+from spotter.labels import read_labels
 
 from .conftest import DEMO_LABELS, DEMO_WAV, ROOT
 

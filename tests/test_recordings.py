@@ -10,14 +10,13 @@ import pytest
 
 from .conftest import DATA, read_clip, write_wav
 from spotter.config import UNKNOWN
-from spotter.evaluation import Event, write_labels
-from train.recordings import (
+from spotter.labels import Event, write_labels
+from spotter.train.audio import cut_window, locate
+from spotter.train.recordings import (
     Recording,
     Span,
     annotated_windows,
-    cut_window,
     find_recordings,
-    locate,
     split_points,
     to_spans,
     window_label,
@@ -109,7 +108,7 @@ def test_audacity_seconds_become_samples_exactly(tmp_path: Path) -> None:
     write_labels(tmp_path / "take.txt", events)
     write_wav(tmp_path / "take.wav", np.zeros(200000, np.int16))
     [recording] = find_recordings(tmp_path)
-    from train.recordings import read_recording
+    from spotter.train.recordings import read_recording
 
     _, spans = read_recording(recording, RATE)
     assert spans == [Span(40000, 48000, "computer"), Span(123457, 130001, "door knock")]
@@ -153,7 +152,7 @@ def test_takes_at_other_rates_and_layouts_are_read(tmp_path: Path) -> None:
         pytest.skip(f"{path} not found")
     from scipy.signal import resample_poly
 
-    from train.data import read_audio
+    from spotter.train.audio import read_audio
 
     audio = read_clip(path)
     stereo = np.stack([resample_poly(audio.astype(np.float64), 441, 160)] * 2, axis=1)
@@ -166,7 +165,7 @@ def test_takes_at_other_rates_and_layouts_are_read(tmp_path: Path) -> None:
 
 
 def test_labels_discovered_from_folders(tmp_path: Path) -> None:
-    from train.cli import discover_labels
+    from spotter.cli.train import discover_labels
 
     (tmp_path / "takes" / "hey_robot").mkdir(parents=True)
     (tmp_path / "takes" / "_background_noise_").mkdir()

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from spotter.features import LogMel
-from train.augment import DITHER, AugmentConfig, spec_augment
-from train.data import load_pool
-from train.options import TrainConfig
-from train.sampler import EpochSampler, FeatureCache
+from spotter.train.augment import DITHER, AugmentConfig, spec_augment
+from spotter.train.data import load_pool
+from spotter.train.options import TrainConfig
+from spotter.train.sampler import EpochSampler, FeatureCache
 
 from .conftest import read_clip
 

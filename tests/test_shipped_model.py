@@ -9,7 +9,8 @@ import numpy as np
 from spotter.config import UNKNOWN
 from spotter.features import LogMel
 from spotter.model import Classifier
-from train.data import fit_length, speaker_of, split_of
+from spotter.train.audio import cut_window
+from spotter.train.data import speaker_of, split_of
 
 from .conftest import read_clip
 
@@ -31,7 +32,7 @@ def test_classifies_real_test_speaker_clips(shipped_model: Path, speech_commands
     for word in [*classifier.spec.keyword_labels, "bed", "happy"]:
         paths = [p for p in sorted((speech_commands / word).glob("*.mp3")) if split_of(speaker_of(p)) == "test"]
         for path in paths[:CLIPS_PER_WORD]:
-            windows.append(frontend.compute(fit_length(read_clip(path), 16000)))
+            windows.append(frontend.compute(cut_window(read_clip(path), 16000, 16000)))
             truth.append(labels.index(word if word in labels else UNKNOWN))
     predicted = np.argmax(classifier.predict(np.stack(windows).astype(np.float32)), axis=1)
     accuracy = float(np.mean(predicted == np.array(truth)))

@@ -14,16 +14,18 @@ pytest.importorskip("tensorflow", reason="training tests need the train extra")
 from spotter import evaluation, modelfile  # noqa: E402
 from spotter.config import SILENCE, UNKNOWN  # noqa: E402
 from spotter.engine import Spotter  # noqa: E402
-from spotter.evaluation import Event  # noqa: E402
+from spotter.labels import Event, write_labels  # noqa: E402
 from spotter.model import Classifier  # noqa: E402
-from train.data import BACKGROUND_DIR, read_audio  # noqa: E402
-from train.fit import train  # noqa: E402
-from train.options import TrainConfig, TuneSettings  # noqa: E402
-from train.streams import spoken_part  # noqa: E402
+from spotter.train.audio import read_audio, spoken_part  # noqa: E402
+from spotter.train.data import BACKGROUND_DIR  # noqa: E402
+from spotter.train.fit import train  # noqa: E402
+from spotter.train.options import TrainConfig, TuneSettings  # noqa: E402
+from spotter.train.streams import mix_noise, noise_bed  # noqa: E402
 
 from .conftest import write_wav  # noqa: E402
 
 RATE = 16000
+SNR_DB = 20.0
 TARGET = "yes"
 OTHERS = ("no", "up", "down", "left", "right", "stop", "go", "on", "off")
 
@@ -54,10 +56,7 @@ def _recording(targets: list[np.ndarray], others: list[np.ndarray], noise: np.nd
         if label == TARGET:
             events.append(Event(position / RATE, (position + clip.size) / RATE, TARGET))
         position += clip.size + int(gaps[k + 1] * RATE)
-    bed = np.tile(noise, -(-total // noise.size))[:total]
-    level = np.sqrt(np.mean(np.concatenate([c for _, c in items]) ** 2))
-    audio += bed * level / (np.sqrt(np.mean(bed**2)) * 10.0)
-    return np.clip(np.round(audio), -32768, 32767).astype(np.int16), events
+    return mix_noise(audio, [c for _, c in items], noise_bed([noise], total), SNR_DB), events
 
 
 def test_train_from_annotated_recording_detects_in_a_fresh_stream(speech_commands: Path, tmp_path: Path) -> None:
@@ -68,12 +67,13 @@ def test_train_from_annotated_recording_detects_in_a_fresh_stream(speech_command
     audio, events = _recording(_clips(speech_commands, TARGET, 0, 80),
                                [c for w in OTHERS for c in _clips(speech_commands, w, 0, 16)], noise[:half], seed=1)
     write_wav(data / "session.wav", audio)
-    evaluation.write_labels(data / "session.txt", events)
+    write_labels(data / "session.txt", events)
 
     out = tmp_path / "yes.tflite"
     config = dataclasses.replace(
         TrainConfig(), data=(str(data),), labels=(TARGET, UNKNOWN, SILENCE), epochs=20, per_class=400,
-        batch_size=50, learning_rate=3e-3, tune=TuneSettings(), feature_variants=2,
+        batch_size=50, learning_rate=3e-3, tune=TuneSettings(), feature_variants=2, architecture="tc-resnet8",
+        hard_negative_share=0.0,
     )
     train(config, out)
     spec = modelfile.read_spec(out)
@@ -84,10 +84,7 @@ def test_train_from_annotated_recording_detects_in_a_fresh_stream(speech_command
     # a fresh stream: other clips of the same word and of other words, other noise, another arrangement
     fresh, truth = _recording(_clips(speech_commands, TARGET, 80, 20),
                               [c for w in OTHERS for c in _clips(speech_commands, w, 16, 3)], noise[half:], seed=2)
-    spotter = Spotter(Classifier.load(out))
-    detections = []
-    for start in range(0, fresh.size, 1600):
-        detections += spotter.push(fresh[start : start + 1600])
+    detections = Spotter(Classifier.load(out)).run(fresh)
     result = evaluation.score(detections, truth, spec.labels, fresh.size / RATE)
     overall = result["overall"]
     assert overall["events"] == 20

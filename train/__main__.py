@@ -1,5 +1,7 @@
-"""python -m train: the same as `spotter train`."""
+"""python -m spotter.train: the same as `spotter train`."""
 
-from .cli import main
+import sys
 
-raise SystemExit(main())
+from spotter.cli import main
+
+raise SystemExit(main(["train", *sys.argv[1:]]))

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from spotter.config import documented, ms_to_samples
+
 INT16_MAX = 32767.0
 DITHER = 1.0
 """Standard deviation of a little white noise, in int16 units: real microphones never deliver digital zeros."""
@@ -17,11 +19,12 @@ DITHER = 1.0
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    shift_ms: float = 100.0
-    keyword_inside: bool = False
-    """Shift keywords only as far as keeps their loud part inside the window (up to `shift_ms`): a stream meets a
-    word at every offset its hop allows, and a keyword cut off is not one. Other words shift freely: parts of
-    words are other speech."""
+    shift_ms: float = documented(
+        100.0, "random time shift of training words, up to this either way: a stream meets words at every offset "
+        "its hop allows", minimum="non-negative")
+    keyword_inside: bool = documented(
+        False, "shift keywords anywhere up to --shift-ms as long as their loud part stays inside the window")
+    """A keyword cut off is not one; other words shift freely: parts of words are other speech."""
     speed_min: float = 0.85
     speed_max: float = 1.15
     speed_prob: float = 0.8
@@ -96,7 +99,7 @@ def augment_waveforms(
     moved = speed != 1.0
     if moved.any():
         x[moved] = speed_perturb(x[moved], speed[moved])
-    max_shift = int(config.shift_ms * sample_rate / 1000)
+    max_shift = ms_to_samples(config.shift_ms, sample_rate)
     x = time_shift(x, rng.integers(-max_shift, max_shift + 1, count))
     gain = 10.0 ** (rng.uniform(config.gain_db_min, config.gain_db_max, count) / 20.0)
     x *= gain[:, None].astype(np.float32)

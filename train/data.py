@@ -9,20 +9,19 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile as sf
 
-from spotter.config import SILENCE, UNKNOWN
-
+from spotter.config import BACKGROUND_LABELS, SILENCE, UNKNOWN
 from spotter.features import LogMel
-from spotter.resample import Resampler
 
+from .audio import AUDIO_SUFFIXES, cut_window, read_audio
 from .augment import noise_segments
-from .options import DEFAULT_LABELS
-from .recordings import AUDIO_SUFFIXES, Span, annotated_windows, cut_window, find_recordings
+from .options import DEFAULT_LABELS, SPLITS
+from .recordings import HeldBack, annotated_windows, find_recordings
 
 BACKGROUND_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
-SPLITS = ("train", "validation", "test")
+EVAL_SEED = 12345
+"""Draws the unknown-word and silence rows of every clip-level evaluation set, so runs compare on the same rows."""
 SPLIT_SALT = "spotter-split-v1:"
 EVAL_EXTRA_FRACTION = 0.1
 """Validation and test hold unknown words and silence at 10% of the keyword count each (as TensorFlow's
@@ -72,43 +71,13 @@ def list_clips(root: Path) -> list[Clip]:
     return clips
 
 
-def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode one file to int16 mono at sample_rate: channels downmixed, other rates resampled with the same
-    resampler the runtime uses for files and microphones."""
-    try:
-        audio, rate = sf.read(str(path), dtype="int16", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise ValueError(f"{path}: cannot decode: {exc}") from None
-    mono = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1).round().astype(np.int16)
-    if rate == sample_rate:
-        return mono
-    resampler = Resampler(rate, sample_rate)
-    out = np.concatenate([resampler.push(mono), resampler.flush()])
-    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
-
-
-def fit_length(audio: np.ndarray, length: int, sample_rate: int = 16000) -> np.ndarray:
-    """A clip as exactly `length` samples: short clips centred in zeros, longer recordings cut around the
-    utterance they hold (found by energy, `recordings.locate`)."""
-    return cut_window(audio, length, sample_rate)
-
-
 def decode_all(paths: list[Path], sample_rate: int, length: int, workers: int = 2) -> np.ndarray:
     """Decode every clip once, in parallel, into one (clips, length) int16 array."""
     def one(path: Path) -> np.ndarray:
-        return fit_length(read_audio(path, sample_rate), length, sample_rate)
+        return cut_window(read_audio(path, sample_rate), length, sample_rate)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return np.stack(list(pool.map(one, paths))) if paths else np.zeros((0, length), np.int16)
-
-
-@dataclass
-class HeldBack:
-    """A held-back stretch of an annotated recording, kept whole for streaming evaluation."""
-
-    name: str
-    audio: np.ndarray
-    events: list[Span]
 
 
 @dataclass
@@ -152,7 +121,9 @@ def _slice_per_word(clips: list[Clip], max_per_word: int | None) -> list[Clip]:
     return sliced
 
 
-def _read_noise(root: Path, sample_rate: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def read_noise(root: Path, sample_rate: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A clip folder's background-noise recordings, each cut into its training part and its held-out last
+    `EVAL_NOISE_FRACTION` (for validation, test and streams)."""
     noise_train, noise_eval = [], []
     noise_dir = root / BACKGROUND_DIR
     if noise_dir.is_dir():
@@ -231,7 +202,7 @@ def load_pool(
         for split, stretch in cut.held_back.items():
             held_back.setdefault(split, []).append(stretch)
         quiet += cut.quiet
-    missing = [w for w in labels if w not in (UNKNOWN, SILENCE) and w not in present]
+    missing = [w for w in labels if w not in BACKGROUND_LABELS and w not in present]
     if missing:
         where = ", ".join(str(r) for r in roots)
         raise FileNotFoundError(f"no clips or labelled events of {', '.join(missing)} under {where}")
@@ -242,7 +213,7 @@ def load_pool(
     audio = np.concatenate([decode_all([c.path for c in clips], sample_rate, length), *rows])
     noise_train, noise_eval = [], []
     for root in roots + negative_roots:
-        more_train, more_eval = _read_noise(root, sample_rate)
+        more_train, more_eval = read_noise(root, sample_rate)
         noise_train += more_train
         noise_eval += more_eval
     if not noise_train:
@@ -270,7 +241,7 @@ class EvalSet:
 def eval_set(pool: Pool, split: str, frontend: LogMel, rng: np.random.Generator) -> EvalSet:
     """Real clips of one split as log-mel frames: every keyword clip, plus unknown words and silence at 10% of
     the keyword count each (silence from the split's `_silence_` clips, topped up from held-out noise)."""
-    keyword_rows = [pool.indices(split, label) for label in pool.labels if label not in (UNKNOWN, SILENCE)]
+    keyword_rows = [pool.indices(split, label) for label in pool.labels if label not in BACKGROUND_LABELS]
     keywords = np.concatenate(keyword_rows) if keyword_rows else np.zeros(0, np.int64)
     extra = max(1, int(round(EVAL_EXTRA_FRACTION * keywords.size)), int(round(keywords.size / max(1, len(keyword_rows)))))
     waves = [pool.audio[keywords].astype(np.float64)]

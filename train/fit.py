@@ -16,13 +16,13 @@ import numpy as np
 from rich.progress import Progress
 
 from spotter import modelfile
-from spotter.config import SILENCE, UNKNOWN, ModelSpec
+from spotter.config import BACKGROUND_LABELS, DecisionConfig, ModelSpec, ms_to_samples
 from spotter.features import LogMel
 from spotter.metrics import clip_metrics
 from spotter.model import Classifier
 
 from . import architectures, checkpoint, export, recordings, report, tune
-from .data import eval_set, load_pool
+from .data import EVAL_SEED, EvalSet, Pool, eval_set, load_pool
 from .options import TrainConfig
 from .sampler import EpochSampler, EpochWorker
 
@@ -65,7 +65,7 @@ def suggest_thresholds(posteriors: np.ndarray, truth: np.ndarray, labels: tuple[
     """Per keyword, the lowest threshold at which at most FALSE_ACCEPT_TARGET of other clips score above it."""
     out = {}
     for index, label in enumerate(labels):
-        if label in (UNKNOWN, SILENCE):
+        if label in BACKGROUND_LABELS:
             continue
         others = np.sort(posteriors[truth != index, index])
         if others.size == 0:
@@ -76,8 +76,33 @@ def suggest_thresholds(posteriors: np.ndarray, truth: np.ndarray, labels: tuple[
     return out
 
 
+@dataclass
+class Material:
+    """What training reads: the decoded pool, the clip-level validation and test sets, and the epoch sampler with
+    its first epoch (which also sets the input normalisation and calibrates int8)."""
+
+    pool: Pool
+    validation: EvalSet
+    test: EvalSet
+    sampler: EpochSampler
+    first: tuple[np.ndarray, np.ndarray]
+    window_frames: int
+
+
+@dataclass
+class Fitted:
+    """The network at its best epoch, how it got there, and its size."""
+
+    model: keras.Model
+    history: list[dict[str, Any]]
+    best_epoch: int
+    parameters: int
+    multiplies: int
+
+
 def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
-    """Everything `spotter train` does: data, fitting with validation, export, evaluation, model file, report.
+    """Everything `spotter train` does, in five steps: load the data, fit (keeping the best epoch), export to
+    TFLite and measure on clips, set thresholds on streams, write the model file and its report.
 
     Every epoch is checkpointed in `checkpoint.run_dir(output)`; with `resume` the run continues from there."""
     started = time.time()
@@ -85,32 +110,65 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
     if not resume:
         checkpoint.start(run, config, output)
     keras.utils.set_random_seed(config.seed)
+    material = load(config)
+    fitted = fit(config, material, run, resume)
+    exported, base_spec, metrics = export_and_measure(config, material, fitted)
+    decision, streaming = set_thresholds(config, material, exported[config.quantize], base_spec, metrics)
+    return write(config, output, material, fitted, exported, base_spec.replace(decision=decision), metrics, streaming,
+                 started)
+
+
+def load(config: TrainConfig) -> Material:
     frontend = LogMel(config.features)
-    window_frames = config.features.frames_for(int(config.window_ms * config.features.sample_rate / 1000))
-    window_samples = config.features.samples_for(window_frames)
+    window = ms_to_samples(config.window_ms, config.features.sample_rate)
+    window_frames = config.features.frames_for(window)
     report.console.print(f"[bold]spotter train[/]: {config.architecture} on {', '.join(config.data)}"
                          + (f", negatives from {', '.join(config.negatives)}" if config.negatives else ""))
     with report.console.status("decoding clips"):
-        pool = load_pool(
-            list(config.data), tuple(config.labels), config.features.sample_rate, int(config.window_ms * config.features.sample_rate / 1000),
-            config.validation_pct, config.test_pct, config.max_per_word, list(config.negatives),
-        )
-    assert pool.audio.shape[1] >= window_samples
+        pool = load_pool(list(config.data), tuple(config.labels), config.features.sample_rate, window,
+                         config.validation_pct, config.test_pct, config.max_per_word, list(config.negatives))
     summary = pool.summary()
     report.console.print(
         f"{pool.audio.shape[0]} clips; speakers train/validation/test: "
         f"{summary['train']['speakers']}/{summary['validation']['speakers']}/{summary['test']['speakers']}"
     )
-    eval_rng = np.random.default_rng(12345)
+    eval_rng = np.random.default_rng(EVAL_SEED)
     validation = eval_set(pool, "validation", frontend, eval_rng)
     test = eval_set(pool, "test", frontend, eval_rng)
     with report.console.status("caching augmented variants of the training clips"):
         sampler = EpochSampler(pool, config, frontend)
         first = sampler.epoch(config.seed * 1000, 0)
+    return Material(pool, validation, test, sampler, first, window_frames)
+
+
+class Selection:
+    """Which epoch is kept: validation accuracy with `_unknown_` and `_silence_` as one class (a spotter fires on
+    neither, and that noisy confusion must not decide), ties broken by the merged cross-entropy (a one-word model
+    reaches 100% on its validation clips early; later, surer epochs can then still win)."""
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.is_background = np.array([label in BACKGROUND_LABELS for label in labels])
+
+    def _merged(self, indices: np.ndarray) -> np.ndarray:
+        return np.where(self.is_background[indices], -1, indices)
+
+    def accuracy(self, scores: np.ndarray, truth: np.ndarray) -> float:
+        return float(np.mean(self._merged(np.argmax(scores, 1)) == self._merged(truth)))
+
+    def loss(self, scores: np.ndarray, truth: np.ndarray) -> float:
+        background_p = scores[:, self.is_background].sum(axis=1)
+        p = np.where(self.is_background[truth], background_p, scores[np.arange(truth.size), truth])
+        return float(np.mean(-np.log(np.clip(p, 1e-7, 1.0))))
+
+
+def fit(config: TrainConfig, material: Material, run: Path, resume: bool) -> Fitted:
+    """The epoch loop: data drawn in a worker process while Keras fits, hard negatives mined, every epoch checkpointed,
+    the best epoch by `Selection` kept."""
+    first, sampler, validation = material.first, material.sampler, material.validation
     mean = first[0].mean(axis=(0, 1))
     std = first[0].std(axis=(0, 1)) + 1e-3
     n_labels = len(config.labels)
-    model = architectures.build(config.architecture, window_frames, config.features.n_mels, n_labels, mean, std)
+    model = architectures.build(config.architecture, material.window_frames, config.features.n_mels, n_labels, mean, std)
     params = architectures.count_parameters(model)
     multiplies = architectures.count_multiplies(model)
     report.console.print(f"{config.architecture}: {params:,} parameters, {multiplies:,} multiplies per inference")
@@ -120,29 +178,15 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    progress_state, best_weights = checkpoint.Progress(), model.get_weights()
+    state, best_weights = checkpoint.Progress(), model.get_weights()
     if resume:
         restored = checkpoint.restore(run, model, optimizer)
         if restored is not None:
-            progress_state, best_weights = restored
-            sampler.hard_rows = np.asarray(progress_state.hard_rows, np.int64)
-            report.console.print(f"resuming {run} after epoch {progress_state.epochs_done} of {config.epochs}")
-    done = progress_state.epochs_done
-    history = progress_state.history
-    is_background = np.array([label in (UNKNOWN, SILENCE) for label in config.labels])
-
-    def background_merged(indices: np.ndarray) -> np.ndarray:
-        """Model selection counts `_unknown_` taken for `_silence_` (or back) as right: a spotter fires on
-        neither, and that noisy confusion must not decide which epoch is kept."""
-        return np.where(is_background[indices], -1, indices)
-
-    def merged_loss(scores: np.ndarray, truth: np.ndarray) -> float:
-        """Cross-entropy with the background labels as one class: breaks ties once accuracy saturates (a one-word
-        model reaches 100% on its validation clips early), so later, surer epochs can win."""
-        background_p = scores[:, is_background].sum(axis=1)
-        p = np.where(is_background[truth], background_p, scores[np.arange(truth.size), truth])
-        return float(np.mean(-np.log(np.clip(p, 1e-7, 1.0))))
-
+            state, best_weights = restored
+            sampler.hard_rows = np.asarray(state.hard_rows, np.int64)
+            report.console.print(f"resuming {run} after epoch {state.epochs_done} of {config.epochs}")
+    done = state.epochs_done
+    selection = Selection(tuple(config.labels))
     steps = math.ceil(sum(config.examples_of(label) for label in config.labels) / config.batch_size)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
@@ -163,7 +207,7 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
                 optimizer.learning_rate.assign(_learning_rate(config, epoch))
                 batch_task = progress.add_task(f"epoch {epoch + 1}", total=steps, status="")
                 tick = time.perf_counter()
-                fit = model.fit(
+                history = model.fit(
                     frames, keras.utils.to_categorical(truth, n_labels), batch_size=config.batch_size, epochs=1,
                     verbose=0, shuffle=False, callbacks=[BatchProgress(progress, batch_task)],
                 )
@@ -178,81 +222,97 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
                 mine_seconds = time.perf_counter() - tick
                 tick = time.perf_counter()
                 scores = model.predict(validation.frames, batch_size=500, verbose=0)
-                accuracy = float(np.mean(background_merged(np.argmax(scores, 1)) == background_merged(validation.truth)))
-                loss = merged_loss(scores, validation.truth)
+                accuracy, loss = selection.accuracy(scores, validation.truth), selection.loss(scores, validation.truth)
                 seconds = {
                     "data (worker process)": data_seconds, "waiting for data": waited, "fit": fit_seconds,
                     "mining": mine_seconds, "validation": time.perf_counter() - tick,
                 }
-                history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][0]),
-                                "validation_accuracy": accuracy, "validation_loss": loss})
-                p = progress_state
-                if (accuracy, -loss) > (p.best_accuracy, -p.best_loss):
-                    p.best_accuracy, p.best_loss, best_weights, p.best_epoch = accuracy, loss, model.get_weights(), epoch + 1
-                p.epochs_done, p.history, p.hard_rows = epoch + 1, history, [int(r) for r in sampler.hard_rows]
+                state.history.append({"epoch": epoch + 1, "loss": float(history.history["loss"][0]),
+                                      "validation_accuracy": accuracy, "validation_loss": loss})
+                if (accuracy, -loss) > (state.best_accuracy, -state.best_loss):
+                    state.best_accuracy, state.best_loss, best_weights, state.best_epoch = accuracy, loss, model.get_weights(), epoch + 1
+                state.epochs_done, state.hard_rows = epoch + 1, [int(r) for r in sampler.hard_rows]
                 tick = time.perf_counter()
-                checkpoint.save(run, model, optimizer, best_weights, p)
+                checkpoint.save(run, model, optimizer, best_weights, state)
                 seconds["checkpoint"] = time.perf_counter() - tick
                 seconds["epoch"] = time.perf_counter() - epoch_started
-                history[-1]["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
-                status = f"val {accuracy:.2%} (best {p.best_accuracy:.2%} @ {p.best_epoch})"
+                state.history[-1]["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+                status = f"val {accuracy:.2%} (best {state.best_accuracy:.2%} @ {state.best_epoch})"
                 progress.update(epochs_task, advance=1, status=status)
                 if not report.console.is_terminal:
-                    report.console.print(f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.4f}, {status}")
+                    report.console.print(f"epoch {epoch + 1}/{config.epochs}: loss {state.history[-1]['loss']:.4f}, {status}")
     except KeyboardInterrupt:
-        report.console.print(f"interrupted after epoch {progress_state.epochs_done}; continue with: "
-                             f"spotter train --resume {run}")
+        report.console.print(f"interrupted after epoch {state.epochs_done}; continue with: spotter train --resume {run}")
         raise
-    best_epoch = progress_state.best_epoch
     model.set_weights(best_weights)
+    return Fitted(model, state.history, state.best_epoch, params, multiplies)
 
-    metrics: dict[str, Any] = {"best_epoch": best_epoch, "history": history}
-    keras_val = model.predict(validation.frames, batch_size=500, verbose=0)
-    metrics["keras_validation"] = clip_metrics(validation.truth, keras_val, tuple(config.labels))
+
+def export_and_measure(
+    config: TrainConfig, material: Material, fitted: Fitted
+) -> tuple[dict[str, bytes], ModelSpec, dict[str, Any]]:
+    """Float and int8 TFLite of the kept network, each measured on the validation and test clips, and a spec whose
+    thresholds are the clip-level suggestion (`suggest_thresholds`)."""
+    labels = tuple(config.labels)
+    metrics: dict[str, Any] = {"best_epoch": fitted.best_epoch, "history": fitted.history}
+    keras_val = fitted.model.predict(material.validation.frames, batch_size=500, verbose=0)
+    metrics["keras_validation"] = clip_metrics(material.validation.truth, keras_val, labels)
+    first = material.first[0]
     with report.console.status("exporting float and int8 TFLite"):
-        count = min(REPRESENTATIVE_WINDOWS, first[0].shape[0])
-        representative = first[0][np.random.default_rng(1).choice(first[0].shape[0], count, replace=False)]
-        scorer = architectures.logits_model(model)
+        count = min(REPRESENTATIVE_WINDOWS, first.shape[0])
+        representative = first[np.random.default_rng(1).choice(first.shape[0], count, replace=False)]
+        scorer = architectures.logits_model(fitted.model)
         exported = {"float32": export.to_tflite(scorer), "int8": export.to_tflite(scorer, representative)}
-    base_spec = ModelSpec(
-        labels=tuple(config.labels), features=config.features, window_frames=window_frames,
+    spec = ModelSpec(
+        labels=labels, features=config.features, window_frames=material.window_frames,
         decision=config.decision, architecture=config.architecture, outputs="logits",
     )
-    posteriors: dict[str, np.ndarray] = {}
     for name, blob in exported.items():
-        classifier = Classifier(blob, base_spec)
-        for split, data in (("validation", validation), ("test", test)):
+        classifier = Classifier(blob, spec)
+        for split, data in (("validation", material.validation), ("test", material.test)):
             scores = classifier.predict(data.frames)
-            posteriors[f"{name}/{split}"] = scores
-            metrics[f"{name}_{split}"] = clip_metrics(data.truth, scores, tuple(config.labels))
+            metrics[f"{name}_{split}"] = clip_metrics(data.truth, scores, labels)
+            if name == config.quantize and split == "validation":
+                suggested = dataclasses.replace(config.decision, thresholds=suggest_thresholds(scores, data.truth, labels))
+    return exported, spec.replace(decision=suggested), metrics
+
+
+def set_thresholds(
+    config: TrainConfig, material: Material, tflite: bytes, base_spec: ModelSpec, metrics: dict[str, Any]
+) -> tuple[DecisionConfig, dict[str, Any] | None]:
+    """Thresholds on held-back streams at the target false alarms per hour (`tune`); without streams (or with
+    `tune` off), the clip-level suggestion the spec holds."""
+    if config.tune is None:
+        return base_spec.decision, None
+    with report.console.status("setting thresholds on held-back streams"):
+        streaming = tune.tune_model(Classifier(tflite, base_spec), material.pool, config, report.console.print)
+    if streaming is None:
+        return base_spec.decision, None
+    metrics["streaming"] = {k: v for k, v in streaming.items() if k != "decision"}
+    return streaming["decision"], streaming
+
+
+def write(
+    config: TrainConfig, output: Path, material: Material, fitted: Fitted, exported: dict[str, bytes],
+    spec: ModelSpec, metrics: dict[str, Any], streaming: dict[str, Any] | None, started: float,
+) -> Result:
+    """The model file with its metadata, the Keras network, the report, confusion and DET plots and the card."""
     chosen = config.quantize
-    thresholds = suggest_thresholds(posteriors[f"{chosen}/validation"], validation.truth, tuple(config.labels))
-    decision = dataclasses.replace(config.decision, thresholds=thresholds)
-    streaming = None
-    if config.tune is not None:
-        with report.console.status("setting thresholds on held-back streams"):
-            streaming = tune.tune_model(Classifier(exported[chosen], base_spec), pool, config, report.console.print)
-        if streaming is not None:
-            decision = streaming["decision"]
-            metrics["streaming"] = {k: v for k, v in streaming.items() if k != "decision"}
     training = {
         "config": config.to_dict(),
-        "data_summary": summary,
+        "data_summary": material.pool.summary(),
         "recordings": recordings.settings(),
         "command": report.command_line(),
-        "parameters": params,
-        "multiplies": multiplies,
+        "parameters": fitted.parameters,
+        "multiplies": fitted.multiplies,
         "seconds": round(time.time() - started, 1),
         "keras": keras.__version__,
     }
     headline = {
-        "parameters": params,
-        "multiplies": multiplies,
-        "best_epoch": best_epoch,
-        **{
-            f"{q}_{s}_accuracy": metrics[f"{q}_{s}"]["accuracy"]
-            for q in exported for s in ("validation", "test")
-        },
+        "parameters": fitted.parameters,
+        "multiplies": fitted.multiplies,
+        "best_epoch": fitted.best_epoch,
+        **{f"{q}_{s}_accuracy": metrics[f"{q}_{s}"]["accuracy"] for q in exported for s in ("validation", "test")},
         "validation_recall": metrics[f"{chosen}_validation"]["recall"],
     }
     if streaming is not None:
@@ -260,22 +320,17 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
             condition: {k: result["overall"][k] for k in ("recall", "false_alarms_per_hour", "latency_median_s")}
             for condition, result in streaming["results"].items()
         }
-    spec = base_spec.replace(
-        quantization=chosen,
-        decision=decision,
-        training=training,
-        metrics=headline,
-    )
+    spec = spec.replace(quantization=chosen, training=training, metrics=headline)
     output.parent.mkdir(parents=True, exist_ok=True)
     modelfile.write(output, exported[chosen], spec)
     stem = output.with_suffix("")
-    model.save(f"{stem}.keras")  # the trained network itself, so other exports need no retraining
+    fitted.model.save(f"{stem}.keras")  # the trained network itself, so other exports need no retraining
     Path(f"{stem}.report.json").write_text(json.dumps({"training": training, "metrics": metrics}, indent=1))
     report.save_confusion(
         metrics[f"{chosen}_validation"], Path(f"{stem}.confusion.png"), Path(f"{stem}.confusion.json"),
         f"{config.architecture} ({chosen}), validation speakers",
     )
-    if streaming is not None:
+    if streaming is not None and config.tune is not None:
         report.save_det(streaming["det"], streaming["operating_points"], Path(f"{stem}.det.png"),
                         f"{output.name}: validation streams, clean", config.tune.target_false_alarms_per_hour)
     report.write_card(Path(f"{stem}.md"), output, spec, metrics, config)
@@ -283,4 +338,4 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
         for split in ("validation", "test"):
             report.print_metrics(f"{name} {split}", metrics[f"{name}_{split}"])
     report.console.print(f"wrote {output} ({len(exported[chosen]) // 1024} KiB) in {time.time() - started:.0f} s")
-    return Result(spec, model, exported[chosen], metrics)
+    return Result(spec, fitted.model, exported[chosen], metrics)

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from spotter.config import SILENCE, UNKNOWN, DecisionConfig, FeatureConfig, known_fields
+from spotter.config import SILENCE, TARGET_FALSE_ALARMS_PER_HOUR, UNKNOWN, DecisionConfig, FeatureConfig, documented, known_fields
 
 from .augment import AugmentConfig
 
@@ -16,6 +16,8 @@ ARCHITECTURE_NAMES = (
 )
 DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 DEFAULT_LABELS = (*DEFAULT_WORDS, UNKNOWN, SILENCE)
+SPLITS = ("train", "validation", "test")
+QUANTIZATIONS = ("int8", "float32")
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class TuneSettings:
     negative_minutes: float = 120.0
     """Negatives-only stream (other words, silence): false alarms per hour need hours of audio to mean much."""
     noisy_snr_db: float = 10.0
-    target_false_alarms_per_hour: float = 0.5
+    target_false_alarms_per_hour: float = TARGET_FALSE_ALARMS_PER_HOUR
     seed: int = 1
 
 
@@ -40,37 +42,43 @@ class TrainConfig:
     negatives: tuple[str, ...] = ()
     """Clip folders whose every word is `_unknown_` (other speech for false alarms), their noise used too."""
     labels: tuple[str, ...] = DEFAULT_LABELS
-    architecture: str = "ds-cnn"
-    epochs: int = 80
-    per_class: int = 1200
-    unknown_weight: float = 1.0
-    """Other words per epoch, as a multiple of `per_class`: more of them trades recall for fewer false alarms."""
-    hard_negative_share: float = 0.25
-    """Share of each epoch's other words drawn from the training negatives the model currently scores highest
-    for a keyword (re-mined every `mine_every` epochs): the words it confuses get trained on most."""
+    architecture: str = documented("ds-cnn", "network (train/architectures.py)", choices=ARCHITECTURE_NAMES, aliases=("--arch",))
+    epochs: int = documented(80, "passes of `per_class` examples per label", minimum="positive")
+    per_class: int = documented(1200, "examples of each label per epoch", minimum="positive")
+    unknown_weight: float = documented(
+        1.0, "other words per epoch as a multiple of --per-class: more of them trades recall for fewer false alarms",
+        minimum="non-negative")
+    hard_negative_share: float = documented(
+        0.25, "share of other words per epoch drawn from the training negatives the model currently scores highest "
+        "for a keyword, re-mined every `mine_every` epochs (0: off)", name="--hard-negatives", metavar="SHARE",
+        minimum="non-negative")
     hard_negative_pool: float = 0.05
     """The hardest this share of training negatives form the mined set."""
     mine_every: int = 4
-    feature_variants: int = 4
-    """Speed-perturbed, sub-frame-shifted variants of every training clip kept as mel energies (train/sampler.py);
-    gain, whole-frame shift, noise and SpecAugment are drawn fresh for every example on top of them."""
-    refresh_epochs: int = 16
-    """Every clip's variants are redrawn once in this many epochs (a share of the clips each epoch)."""
-    batch_size: int = 100
-    learning_rate: float = 3e-3
+    feature_variants: int = documented(
+        4, "speed-perturbed, sub-frame-shifted variants of every clip kept as mel energies (train/sampler.py); gain, "
+        "shift, noise and SpecAugment are drawn fresh on top of them for every example", name="--variants",
+        minimum="positive")
+    refresh_epochs: int = documented(
+        16, "every clip's variants are redrawn once in this many epochs (a share of the clips each epoch)",
+        minimum="positive")
+    batch_size: int = documented(100, "examples per optimiser step", minimum="positive")
+    learning_rate: float = documented(3e-3, "peak learning rate (warm-up, then cosine decay)", minimum="positive")
     warmup_epochs: int = 2
-    label_smoothing: float = 0.1
+    label_smoothing: float = documented(
+        0.1, "softened targets; 0 keeps the ranking among confident windows that strict thresholds need",
+        minimum="non-negative")
     weight_decay: float = 1e-3
     validation_pct: float = 10.0
     test_pct: float = 10.0
-    quantize: str = "int8"
-    seed: int = 0
-    max_per_word: int | None = None
-    steps_per_epoch: int | None = None
+    quantize: str = documented("int8", "weights and activations of the exported model", choices=QUANTIZATIONS)
+    seed: int = documented(0, "seed of every random draw: the same seed and data give the same model")
+    max_per_word: int | None = documented(None, "use at most this many clips a word (quick runs)", minimum="positive")
+    steps_per_epoch: int | None = documented(None, "cap the steps of each epoch (quick runs)", minimum="positive")
     features: FeatureConfig = FeatureConfig()
     augment: AugmentConfig = AugmentConfig()
     decision: DecisionConfig = DecisionConfig()
-    window_ms: float = 1000.0
+    window_ms: float = documented(1000.0, "the model's input window", minimum="positive")
     tune: TuneSettings | None = TuneSettings()
     """Thresholds set on held-back streams (None: from held-back clips only)."""
 

@@ -1,7 +1,7 @@
-"""Training material from what users record: one utterance somewhere inside a longer take, and long recordings
-with events marked in an Audacity label file.
+"""Long recordings with events marked in an Audacity label file: labelled training windows, and held-back
+stretches kept whole for streaming evaluation.
 
-No TensorFlow here: alignment and window labelling are plain numpy, tested on their own.
+No TensorFlow here: window labelling is plain numpy, tested on its own.
 """
 
 from __future__ import annotations
@@ -11,103 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
-from spotter.config import UNKNOWN
-from spotter.evaluation import Event, read_labels
+from spotter.config import UNKNOWN, ms_to_samples
+from spotter.labels import Event, labels_path, read_labels
 
-AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg")
+from . import audio as audio_files
+from .audio import AUDIO_SUFFIXES, read_audio
 
-FRAME_MS = 10.0
-"""Energy frames for alignment."""
-BAND_HZ = (150.0, 6000.0)
-"""Energy is measured in the speech band: mains hum and rumble below it dominate many home recordings."""
-FLOOR_PERCENTILE = 10.0
-"""The recording's noise floor: this percentile of its frame energies."""
-SEED_BELOW_PEAK_DB = 15.0
-"""Seeds are the loud frames (vowels): within this much of the recording's loudest frame."""
-BRIDGE_MS = 350.0
-"""Seed runs closer than this belong to one utterance (the consonants between the vowels of "com-pu-ter")."""
-EDGE_ABOVE_FLOOR_DB = 10.0
-EDGE_BELOW_PEAK_DB = 45.0
-EDGE_MAX_MS = 250.0
-"""From the vowels the utterance grows outward over contiguous frames this far above the floor (and not too far
-below the peak), at most this far: weak onsets and a final /s/ belong to the word, clicks across a quiet gap don't."""
-MARGIN_MS = 30.0
+ALIGNMENT_SETTINGS = ("FRAME_MS", "BAND_HZ", "FLOOR_PERCENTILE", "SEED_BELOW_PEAK_DB", "BRIDGE_MS",
+                      "EDGE_ABOVE_FLOOR_DB", "EDGE_BELOW_PEAK_DB", "EDGE_MAX_MS", "MARGIN_MS")
 
 
 def settings() -> dict[str, object]:
     """The alignment and window-labelling constants, recorded in every model's training metadata."""
-    names = ("FRAME_MS", "BAND_HZ", "FLOOR_PERCENTILE", "SEED_BELOW_PEAK_DB", "BRIDGE_MS", "EDGE_ABOVE_FLOOR_DB",
-             "EDGE_BELOW_PEAK_DB", "EDGE_MAX_MS", "MARGIN_MS", "POSITIVE_STRIDE_MS", "NEGATIVE_STRIDE_MS")
-    return {name.lower(): globals()[name] for name in names}
-
-
-def band_energy_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Per FRAME_MS frame, the energy in BAND_HZ, in dB."""
-    frame = max(1, int(round(sample_rate * FRAME_MS / 1000)))
-    count = audio.size // frame
-    x = audio[: count * frame].astype(np.float64).reshape(count, frame) * np.hanning(frame)
-    spectrum = np.square(np.abs(np.fft.rfft(x, axis=1)))
-    freqs = np.fft.rfftfreq(frame, 1.0 / sample_rate)
-    band = (freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])
-    return 10.0 * np.log10(spectrum[:, band].sum(axis=1) / frame + 1.0)
-
-
-def locate(audio: np.ndarray, sample_rate: int) -> tuple[int, int]:
-    """[start, end) in samples of the one utterance inside a recording.
-
-    The loud frames (vowels) that lie close together form candidate utterances; the one with the most energy is
-    taken, then grown outward over its weaker edges. Falls back to the whole recording when nothing stands out
-    (a silent file).
-    """
-    frame = max(1, int(round(sample_rate * FRAME_MS / 1000)))
-    db = band_energy_db(audio, sample_rate)
-    if db.size < 3:
-        return 0, audio.size
-    floor = float(np.percentile(db, FLOOR_PERCENTILE))
-    peak = float(db.max())
-    if peak - floor < EDGE_ABOVE_FLOOR_DB:
-        return 0, audio.size
-    bridge = int(BRIDGE_MS / FRAME_MS)
-    clusters: list[list[int]] = []
-    for start, end in _runs(db >= peak - SEED_BELOW_PEAK_DB):
-        if clusters and start - clusters[-1][1] <= bridge:
-            clusters[-1][1] = end
-        else:
-            clusters.append([start, end])
-    power = np.power(10.0, db / 10.0)
-    first, last = max(clusters, key=lambda c: float(power[c[0] : c[1]].sum()))
-    edge = max(floor + EDGE_ABOVE_FLOOR_DB, peak - EDGE_BELOW_PEAK_DB)
-    reach = int(EDGE_MAX_MS / FRAME_MS)
-    low = first
-    while low > 0 and first - low < reach and db[low - 1] >= edge:
-        low -= 1
-    high = last
-    while high < db.size and high - last < reach and db[high] >= edge:
-        high += 1
-    margin = int(round(sample_rate * MARGIN_MS / 1000))
-    return max(0, low * frame - margin), min(audio.size, high * frame + margin)
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) index pairs of the True runs in a boolean array."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
-
-
-def cut_window(audio: np.ndarray, length: int, sample_rate: int) -> np.ndarray:
-    """A `length`-sample window around the utterance: centred on it when the recording is longer than the window,
-    zero-padded around it when shorter (one-second clips keep their usual centring)."""
-    if audio.size <= length:
-        out = np.zeros(length, dtype=audio.dtype)
-        start = (length - audio.size) // 2
-        out[start : start + audio.size] = audio
-        return out
-    start, end = locate(audio, sample_rate)
-    first = int(np.clip((start + end) // 2 - length // 2, 0, audio.size - length))
-    return audio[first : first + length].copy()
-
-
-# --- long recordings with Audacity labels -------------------------------------------------------------------
+    values = {name: getattr(audio_files, name) for name in ALIGNMENT_SETTINGS}
+    values.update(POSITIVE_STRIDE_MS=POSITIVE_STRIDE_MS, NEGATIVE_STRIDE_MS=NEGATIVE_STRIDE_MS)
+    return {name.lower(): value for name, value in values.items()}
 
 
 @dataclass(frozen=True)
@@ -129,12 +47,6 @@ def window_label(start: int, length: int, spans: list[Span]) -> str | None:
     return window_labels(np.array([start], dtype=np.int64), length, spans)[0]
 
 
-def label_windows(total: int, length: int, stride: int, spans: list[Span], first: int = 0) -> list[tuple[int, str | None]]:
-    """(start, label) of every window of `length` samples at `stride` inside [first, total)."""
-    starts = np.arange(first, total - length + 1, stride, dtype=np.int64)
-    return list(zip(starts.tolist(), window_labels(starts, length, spans)))
-
-
 @dataclass(frozen=True)
 class Recording:
     audio_path: Path
@@ -145,14 +57,12 @@ def find_recordings(folder: Path) -> list[Recording]:
     """Audio files in `folder` (not its subfolders) that have an Audacity label file of the same name (.txt)."""
     found = []
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES and path.with_suffix(".txt").is_file():
-            found.append(Recording(path, path.with_suffix(".txt")))
+        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES and labels_path(path).is_file():
+            found.append(Recording(path, labels_path(path)))
     return found
 
 
 def read_recording(recording: Recording, sample_rate: int) -> tuple[np.ndarray, list[Span]]:
-    from .data import read_audio
-
     audio = read_audio(recording.audio_path, sample_rate)
     spans = to_spans(read_labels(recording.labels_path), sample_rate)
     for span in spans:
@@ -221,13 +131,22 @@ def split_points(total: int, spans: list[Span], validation_pct: float, test_pct:
 
 
 @dataclass
+class HeldBack:
+    """A held-back stretch of an annotated recording, kept whole for streaming evaluation."""
+
+    name: str
+    audio: np.ndarray
+    events: list[Span]
+
+
+@dataclass
 class Windows:
     """Labelled fixed-length windows of one annotated recording, and its held-back stretches kept whole."""
 
     audio: np.ndarray
     labels: list[str]
     splits: list[str]
-    held_back: dict[str, object]
+    held_back: dict[str, HeldBack]
     quiet: list[np.ndarray]
     """The training part's stretches clear of events (`quiet_stretches`)."""
 
@@ -242,17 +161,15 @@ def annotated_windows(
 ) -> Windows:
     """Cut an annotated recording into training rows (see `window_label`); events of labels the model does not
     have count as background. Each split's windows come from its own stretch of the recording."""
-    from .data import HeldBack
-
     audio, spans = read_recording(recording, sample_rate)
     known = [s for s in spans if s.label in labels]
     first, second = split_points(audio.size, spans, validation_pct, test_pct)
-    positive_stride = max(1, int(round(sample_rate * POSITIVE_STRIDE_MS / 1000)))
+    positive_stride = max(1, ms_to_samples(POSITIVE_STRIDE_MS, sample_rate))
     negative_every = max(1, int(round(NEGATIVE_STRIDE_MS / POSITIVE_STRIDE_MS)))
     rows: list[np.ndarray] = []
     out_labels: list[str] = []
     out_splits: list[str] = []
-    held_back: dict[str, object] = {}
+    held_back: dict[str, HeldBack] = {}
     for split, lo, hi in (("train", 0, first), ("validation", first, second), ("test", second, audio.size)):
         if split != "train" and hi > lo:
             inside = [Span(s.start - lo, s.end - lo, s.label) for s in spans if lo <= s.start and s.end <= hi]

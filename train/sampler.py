@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from spotter.config import SILENCE, UNKNOWN
+from spotter.config import BACKGROUND_LABELS, SILENCE, UNKNOWN
 from spotter.features import LogMel
 
 from .augment import DITHER, AugmentConfig, speed_perturb, spec_augment
@@ -202,7 +202,7 @@ class EpochSampler:
         """What a silent window has: the model's own noise floor and the dither, as expected energies."""
         self.hard_rows = np.zeros(0, np.int64)
         """Training negatives the model last scored highest for a keyword (see `mine`)."""
-        self.keyword_indices = [i for i, label in enumerate(pool.labels) if label not in (UNKNOWN, SILENCE)]
+        self.keyword_indices = [i for i, label in enumerate(pool.labels) if label not in BACKGROUND_LABELS]
 
     def mine(self, predict) -> float:  # type: ignore[no-untyped-def]
         """Score every training negative (clean, centred) with `predict` (frames -> posteriors) and keep the
@@ -210,7 +210,7 @@ class EpochSampler:
         rows = self.rows.get(UNKNOWN, np.zeros(0, np.int64))
         if rows.size == 0 or self.config.hard_negative_share <= 0:
             return 0.0
-        keyword = np.array([label not in (UNKNOWN, SILENCE) for label in self.pool.labels])
+        keyword = np.array([label not in BACKGROUND_LABELS for label in self.pool.labels])
         scores = []
         for start in range(0, rows.size, 2048):
             feats = self.frontend.compute_batch(self.pool.audio[rows[start : start + 2048]].astype(np.float32))

@@ -13,16 +13,16 @@ from typing import Sequence
 import numpy as np
 
 from spotter.config import SILENCE, UNKNOWN
-from spotter.evaluation import Event
+from spotter.labels import Event
+from spotter.sources import to_int16
 
-from .data import BACKGROUND_DIR, EVAL_NOISE_FRACTION, as_paths, list_clips, read_audio, speaker_of, split_of
-from .recordings import locate
+from .audio import read_audio, trim
+from .data import BACKGROUND_DIR, SILENCE_DIR, as_paths, list_clips, read_noise, speaker_of, split_of
 
-TRIM_WINDOW_MS = 20.0
-TRIM_RELATIVE_DB = -30.0
-"""A clip's spoken part: 20 ms windows within 30 dB of its loudest window."""
-TRIM_MARGIN_MS = 50.0
-
+SILENCE_SHARE = 0.2
+"""Share of placed items that are silence clips (in a negatives-only stream)."""
+SILENT_SPEECH_POWER = 1e6
+"""Speech power (int16 units squared) assumed when a stream holds no speech to measure: an RMS of 1000."""
 
 @dataclass(frozen=True)
 class StreamConfig:
@@ -38,39 +38,19 @@ class StreamConfig:
     sample_rate: int = 16000
 
 
-def spoken_part(clip: np.ndarray, sample_rate: int) -> tuple[int, int]:
-    """[start, end) of the spoken part of a clip, with a small margin, by short-time energy."""
-    window = max(1, int(sample_rate * TRIM_WINDOW_MS / 1000))
-    count = clip.size // window
-    if count == 0:
-        return 0, clip.size
-    energy = np.square(clip[: count * window].astype(np.float64)).reshape(count, window).mean(axis=1) + 1e-3
-    loud = np.flatnonzero(10 * np.log10(energy / energy.max()) >= TRIM_RELATIVE_DB)
-    margin = int(sample_rate * TRIM_MARGIN_MS / 1000)
-    return max(0, loud[0] * window - margin), min(clip.size, (loud[-1] + 1) * window + margin)
+def noise_bed(parts: list[np.ndarray], length: int) -> np.ndarray:
+    """Noise recordings end to end, looped to `length` samples, as float64."""
+    bed = np.concatenate([part.astype(np.float64) for part in parts])
+    return np.tile(bed, -(-length // bed.size))[:length]
 
 
-def _noise_bed(roots: list[Path], length: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    """Held-out parts (the last fifth) of the background-noise recordings, concatenated and looped."""
-    parts = []
-    for root in roots:
-        for path in sorted((root / BACKGROUND_DIR).glob("*.wav")):
-            noise = read_audio(path, sample_rate).astype(np.float64)
-            parts.append(noise[int(noise.size * (1 - EVAL_NOISE_FRACTION)) :])
-    if not parts:
-        raise FileNotFoundError(f"no background noise under {', '.join(str(r / BACKGROUND_DIR) for r in roots)}")
-    order = rng.permutation(len(parts))
-    bed = np.concatenate([parts[i] for i in order])
-    reps = -(-length // bed.size)
-    return np.tile(bed, reps)[:length]
-
-
-def trim(samples: np.ndarray, sample_rate: int) -> tuple[int, int]:
-    """The utterance inside a clip: `spoken_part` for one-second clips, `recordings.locate` inside longer
-    recordings (where a click or a breath far from the word would stretch the energy-relative trim)."""
-    if samples.size > sample_rate:
-        return locate(samples, sample_rate)
-    return spoken_part(samples, sample_rate)
+def mix_noise(audio: np.ndarray, speech: list[np.ndarray], bed: np.ndarray, snr_db: float) -> np.ndarray:
+    """`audio` with the noise `bed` (as long) under it, `snr_db` below the mean power of the `speech` pieces in
+    it, as int16: the one definition of a stream's SNR (built streams, tuning streams, tests)."""
+    powers = [float(np.mean(np.square(piece, dtype=np.float64))) for piece in speech if piece.size]
+    level = np.sqrt(np.mean(powers) if powers else SILENT_SPEECH_POWER)
+    scale = level / (np.sqrt(np.mean(np.square(bed))) * 10 ** (snr_db / 20))
+    return to_int16(np.asarray(audio, np.float64) + bed * scale)
 
 
 def build(
@@ -84,22 +64,23 @@ def build(
     roots = as_paths(roots)
     clips = [c for root in roots for c in list_clips(root) if split_of(speaker_of(c.path)) == config.split]
     keyword_clips = [c for c in clips if c.word in keywords]
-    other_clips = [c for c in clips if c.word not in keywords and c.word != "_silence_"]
-    silence_clips = [c for c in clips if c.word == "_silence_"]
+    other_clips = [c for c in clips if c.word not in keywords and c.word != SILENCE_DIR]
+    silence_clips = [c for c in clips if c.word == SILENCE_DIR]
     if not config.negatives_only and not keyword_clips:
-        raise FileNotFoundError(f"no {config.split} clips of {', '.join(keywords)} under {root}")
+        where = ", ".join(str(root) for root in roots)
+        raise FileNotFoundError(f"no {config.split} clips of {', '.join(keywords)} under {where}")
     total = int(config.minutes * 60 * rate)
     audio = np.zeros(total, dtype=np.float64)
     events: list[Event] = []
-    speech_power = []
+    speech: list[np.ndarray] = []
     position = int(rng.uniform(config.gap_min_s, config.gap_max_s) * rate)
     kw_order = rng.permutation(len(keyword_clips)) if keyword_clips else np.zeros(0, int)
     kw_next = 0
     while True:
         if config.negatives_only:
-            pool = silence_clips if (silence_clips and rng.random() < 0.2) else other_clips
+            pool = silence_clips if (silence_clips and rng.random() < SILENCE_SHARE) else other_clips
             clip = pool[int(rng.integers(len(pool)))]
-            label = SILENCE if clip.word == "_silence_" else UNKNOWN
+            label = SILENCE if clip.word == SILENCE_DIR else UNKNOWN
         elif rng.random() < config.unknown_share and other_clips:
             clip = other_clips[int(rng.integers(len(other_clips)))]
             label = UNKNOWN
@@ -115,10 +96,12 @@ def build(
         audio[position : position + piece.size] += piece
         events.append(Event(position / rate, (position + piece.size) / rate, label))
         if label != SILENCE:
-            speech_power.append(float(np.mean(np.square(piece))))
+            speech.append(piece)
         position += piece.size + int(rng.uniform(config.gap_min_s, config.gap_max_s) * rate)
-    if config.snr_db is not None:
-        bed = _noise_bed(roots, total, rng, rate)
-        level = np.sqrt(np.mean(speech_power) if speech_power else 1e6)
-        audio += bed * level / (np.sqrt(np.mean(np.square(bed))) * 10 ** (config.snr_db / 20))
-    return np.clip(np.round(audio), -32768, 32767).astype(np.int16), events
+    if config.snr_db is None:
+        return to_int16(audio), events
+    parts = [part for root in roots for part in read_noise(root, rate)[1]]
+    if not parts:
+        raise FileNotFoundError(f"no background noise under {', '.join(str(r / BACKGROUND_DIR) for r in roots)}")
+    bed = noise_bed([parts[i] for i in rng.permutation(len(parts))], total)
+    return mix_noise(audio, speech, bed, config.snr_db), events

@@ -15,13 +15,13 @@ import numpy as np
 from spotter import evaluation
 from spotter.config import DecisionConfig
 from spotter.engine import Spotter
-from spotter.evaluation import Event
+from spotter.labels import Event
 from spotter.model import Classifier
 
 from .data import Pool, as_paths
 from .options import TuneSettings
-from .recordings import Span
-from .streams import StreamConfig, build
+from .recordings import Span, find_recordings
+from .streams import StreamConfig, build, mix_noise, noise_bed
 
 
 @dataclass
@@ -39,13 +39,8 @@ def _add_noise(audio: np.ndarray, events: list[Event], noise: list[np.ndarray], 
     """Noise from held-out recordings under a stream, at `snr_db` below the level of its events."""
     if not noise:
         return None
-    bed = np.concatenate([n.astype(np.float64) for n in noise])
-    bed = np.tile(bed, -(-audio.size // bed.size))[: audio.size]
-    speech = [audio[int(e.start * rate) : int(e.end * rate)].astype(np.float64) for e in events]
-    speech = [s for s in speech if s.size]
-    level = np.sqrt(np.mean(np.square(np.concatenate(speech)))) if speech else 1000.0
-    scale = level / (np.sqrt(np.mean(np.square(bed))) * 10 ** (snr_db / 20) + 1e-9)
-    return np.clip(np.round(audio + bed * scale), -32768, 32767).astype(np.int16)
+    speech = [audio[int(round(e.start * rate)) : int(round(e.end * rate))] for e in events]
+    return mix_noise(audio, speech, noise_bed(noise, audio.size), snr_db)
 
 
 def streams_for(
@@ -78,23 +73,12 @@ def streams_for(
 
 
 def _annotated(path: Path) -> bool:
-    from .recordings import find_recordings
-
     return path.is_dir() and bool(find_recordings(path))
 
 
 def run(classifier: Classifier, decision: DecisionConfig, streams: list[Stream]) -> list[tuple[evaluation.Trace, list[Event]]]:
     spotter = Spotter(classifier, decision, record=True)
     return [(evaluation.run_stream(spotter, s.audio)[1], s.events) for s in streams]
-
-
-def choose_thresholds(
-    traces: list[tuple[evaluation.Trace, list[Event]]], labels: tuple[str, ...], decision: DecisionConfig,
-    target: float,
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Keyword thresholds that keep all keywords together at the target false alarms per hour."""
-    det = evaluation.sweep(traces, labels, decision)
-    return evaluation.label_thresholds(traces, labels, decision, det, target), {"det": det, "operating_points": evaluation.operating_points(det, target)}
 
 
 def tune_model(classifier: Classifier, pool: Pool, config: Any, log: Any = print) -> dict[str, Any] | None:
@@ -104,7 +88,6 @@ def tune_model(classifier: Classifier, pool: Pool, config: Any, log: Any = print
     spec = classifier.spec
     rate = spec.features.sample_rate
     keywords = spec.keyword_labels
-    decision = config.decision
 
     def streams(split: str, snr: float | None) -> list[Stream]:
         return streams_for(pool, list(config.data), list(config.negatives), keywords, split, snr, settings, rate)
@@ -115,9 +98,8 @@ def tune_model(classifier: Classifier, pool: Pool, config: Any, log: Any = print
         return None
     log(f"thresholds: {len(validation)} validation streams, "
         f"{sum(s.audio.size for s in validation) / rate / 60:.0f} min")
-    traces = run(classifier, decision, validation)
-    thresholds, det = choose_thresholds(traces, spec.labels, decision, settings.target_false_alarms_per_hour)
-    tuned = dataclasses.replace(decision, thresholds=thresholds)
+    traces = run(classifier, config.decision, validation)
+    calibration = evaluation.calibrate(traces, spec.labels, config.decision, settings.target_false_alarms_per_hour)
     results: dict[str, Any] = {}
     minutes: dict[str, float] = {}
     for split in ("validation", "test"):
@@ -126,10 +108,11 @@ def tune_model(classifier: Classifier, pool: Pool, config: Any, log: Any = print
             made = validation if (split, snr) == ("validation", None) else streams(split, snr)
             if not any(e.label in keywords for s in made for e in s.events):
                 continue
-            split_traces = traces if made is validation else run(classifier, decision, made)
-            results[condition] = evaluation.score_traces(split_traces, spec.labels, tuned)
+            split_traces = traces if made is validation else run(classifier, config.decision, made)
+            results[condition] = evaluation.score_traces(split_traces, spec.labels, calibration.decision)
             minutes[condition] = round(sum(s.audio.size for s in made) / rate / 60, 1)
             o = results[condition]["overall"]
             log(f"{condition}: recall {o['recall']:.1%}, {o['false_alarms_per_hour']:.2f} false alarms/h "
                 f"over {minutes[condition]:.0f} min")
-    return {"thresholds": thresholds, "decision": tuned, "results": results, "minutes": minutes, **det}
+    return {"thresholds": calibration.decision.thresholds, "decision": calibration.decision, "results": results,
+            "minutes": minutes, "det": calibration.det, "operating_points": calibration.operating_points}

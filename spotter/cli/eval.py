@@ -1,0 +1,176 @@
+"""`spotter eval`: build test streams, score a model on streams (recall, false alarms per hour, latency, DET
+curves, per-keyword thresholds), and clip-level accuracy on a clip folder, with the code training uses.
+
+`run` needs only the runtime install; `build` and `clips` decode clip folders and need the training extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import TARGET_FALSE_ALARMS_PER_HOUR
+from ..train.options import DEFAULT_WORDS, SPLITS, TrainConfig
+from .options import add_decision, add_model, decision_from_args, training_module
+
+HELP = "streaming evaluation: build streams, score models, DET curves"
+DEFAULT_DATA = TrainConfig().data[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_command", required=True)
+    build = sub.add_parser("build", help="build a continuous test stream (WAV + Audacity labels) from a clip folder")
+    build.add_argument("--data", action="append", metavar="FOLDER",
+                       help=f"clip folder, repeatable (keywords from one, other words from another); default {DEFAULT_DATA}")
+    build.add_argument("--output", "-o", required=True, help="WAV to write; labels go next to it as .txt")
+    build.add_argument("--keywords", default=",".join(DEFAULT_WORDS))
+    build.add_argument("--minutes", type=float, default=10.0)
+    build.add_argument("--snr", default="clean", help="'clean' or the SNR in dB of the noise bed")
+    build.add_argument("--negatives", action=argparse.BooleanOptionalAction, default=False,
+                       help="other words, silence and noise only (for false alarms per hour)")
+    build.add_argument("--split", choices=SPLITS, default="validation")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(func=run_build)
+
+    score = sub.add_parser("run", help="score a model on streams with Audacity labels next to them (.txt)")
+    add_model(score)
+    score.add_argument("streams", nargs="+", help="WAV files, each with its labels in <name>.txt")
+    score.add_argument("--report", default="eval-report", help="folder for eval.json and det.png")
+    add_decision(score, thresholds=False)
+    score.add_argument("--write-thresholds", action=argparse.BooleanOptionalAction, default=False,
+                       help=f"write the decision settings and per-label thresholds at {TARGET_FALSE_ALARMS_PER_HOUR} "
+                       "false alarms/h into the model: each keyword gets an equal share, so together they stay within it")
+    score.set_defaults(func=run_score)
+
+    clips = sub.add_parser("clips", help="clip-level accuracy and confusion matrix on a clip folder's split")
+    add_model(clips)
+    clips.add_argument("--data", action="append", metavar="FOLDER",
+                       help="clip folder, repeatable; default: the folders the model was trained on (in its metadata)")
+    clips.add_argument("--negatives", action="append", metavar="FOLDER", default=[],
+                       help="with --data: folders whose every word is _unknown_")
+    clips.add_argument("--split", choices=SPLITS, default="validation")
+    clips.add_argument("--report", help="write the metrics as JSON here")
+    clips.set_defaults(func=run_clips)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args.func(args))
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from ..files import write_wav
+    from ..labels import labels_path, write_labels
+
+    streams = training_module("streams", "eval build")
+    config = streams.StreamConfig(
+        minutes=args.minutes, snr_db=None if args.snr == "clean" else float(args.snr),
+        negatives_only=args.negatives, split=args.split, seed=args.seed,
+    )
+    keywords = tuple(w for w in args.keywords.split(",") if w)
+    audio, events = streams.build([Path(d) for d in (args.data or [DEFAULT_DATA])], keywords, config)
+    out = Path(args.output)
+    write_wav(out, audio, config.sample_rate)
+    write_labels(labels_path(out), events)
+    counted = sum(1 for e in events if e.label in keywords)
+    print(f"wrote {out} ({audio.size / config.sample_rate / 60:.1f} min, {counted} keywords, "
+          f"{len(events) - counted} other events) and {labels_path(out)}", file=sys.stderr)
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .. import evaluation, modelfile, models
+    from ..engine import Spotter
+    from ..labels import labels_path, read_labels
+    from ..model import Classifier
+    from ..sources import WavFile
+    from ..train.report import refresh_card, save_det
+
+    model_path = models.resolve(args.model)
+    classifier = Classifier.load(model_path)
+    spec = classifier.spec
+    spotter = Spotter(classifier, decision_from_args(spec.decision, args, spec.labels), record=True)
+    target = TARGET_FALSE_ALARMS_PER_HOUR
+    traces = []
+    results: dict[str, Any] = {}
+    for wav in [Path(p) for p in args.streams]:
+        truth = read_labels(labels_path(wav))
+        audio = np.concatenate(list(WavFile(wav, spec.features.sample_rate)))
+        detections, trace = evaluation.run_stream(spotter, audio)
+        traces.append((trace, truth))
+        results[wav.name] = evaluation.score(detections, truth, spec.labels, trace.duration_s)
+    calibration = evaluation.calibrate(traces, spec.labels, spotter.decision, target)
+    points = calibration.operating_points
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        save_det(calibration.det, points, out / "det.png", f"{model_path.name}: {', '.join(results)}", target)
+    except ImportError:
+        print("spotter eval: matplotlib missing, DET curve not drawn (pip install 'spotter[train]')", file=sys.stderr)
+    for name, result in results.items():
+        o = result["overall"]
+        lat = "-" if o["latency_median_s"] is None else f"{o['latency_median_s'] * 1000:.0f}/{o['latency_p90_s'] * 1000:.0f} ms"
+        recall = "-" if o["recall"] is None else f"{o['recall']:.1%}"
+        print(f"{name}: recall {recall} ({o['hits']}/{o['events']}), {o['false_alarms']} false alarms "
+              f"({o['false_alarms_per_hour']:.2f}/h over {result['duration_s'] / 3600:.2f} h), latency median/p90 {lat}")
+    if "overall" in points:
+        p = points["overall"]
+        print(f"at {target} false alarms/h (all streams): threshold {p['threshold']:.4g}, recall {p['recall']:.1%}")
+    chosen, tuned = calibration.decision.thresholds, calibration.result["overall"]
+    report = {"model": model_path.name, "decision": dataclasses.asdict(spotter.decision), "rule": evaluation.RULE,
+              "streams": results, "operating_points": points, "det": calibration.det,
+              "label_thresholds": {"thresholds": chosen, "overall": tuned}}
+    (out / "eval.json").write_text(json.dumps(report, indent=1))
+    print(f"per-keyword thresholds sharing {target} false alarms/h equally (all streams): "
+          f"recall {tuned['recall']:.1%}, {tuned['false_alarms_per_hour']:.2f} false alarms/h; "
+          + ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
+    if args.write_thresholds:
+        decision = calibration.decision
+        modelfile.update_spec(model_path, spec.replace(decision=decision))
+        print(f"wrote hop {decision.hop_ms:g} ms, smoothing {decision.smoothing_ms:g} ms, refractory "
+              f"{decision.refractory_ms:g} ms and thresholds into {model_path}: {chosen}", file=sys.stderr)
+        card = refresh_card(model_path)
+        if card is not None:
+            print(f"rewrote {card} with them", file=sys.stderr)
+    print(f"report: {out / 'eval.json'}, {out / 'det.png'}", file=sys.stderr)
+    return 0
+
+
+def _as_list(value: Any) -> list[str]:
+    """Model files from before several data folders stored one string."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def run_clips(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .. import models
+    from ..config import ms_to_samples
+    from ..features import LogMel
+    from ..metrics import clip_metrics
+    from ..model import Classifier
+
+    data = training_module("data", "eval clips")
+    from ..train.report import print_metrics
+
+    model_path = models.resolve(args.model)
+    classifier = Classifier.load(model_path)
+    spec = classifier.spec
+    trained_on = spec.training.get("config", {})
+    sources = args.data or _as_list(trained_on.get("data")) or [DEFAULT_DATA]
+    negatives = args.negatives if args.data else _as_list(trained_on.get("negatives"))
+    window = ms_to_samples(trained_on.get("window_ms", 1000.0), spec.features.sample_rate)
+    pool = data.load_pool(sources, spec.labels, spec.features.sample_rate, window, negatives=negatives)
+    clips = data.eval_set(pool, args.split, LogMel(spec.features), np.random.default_rng(data.EVAL_SEED))
+    metrics = clip_metrics(clips.truth, classifier.predict(clips.frames), spec.labels)
+    print_metrics(f"{model_path.name} on {args.split} clips", metrics)
+    if args.report:
+        Path(args.report).write_text(json.dumps(metrics, indent=1))
+    return 0
