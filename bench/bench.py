@@ -16,16 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from spotter import models
+from spotter.engine import Spotter
+from spotter.evaluation import match
+from spotter.files import write_wav
+from spotter.labels import Event, labels_path, read_labels
+from spotter.model import Classifier
+from spotter.sources import WavFile
 
-from spotter import models  # noqa: E402
-from spotter.engine import Spotter  # noqa: E402
-from spotter.evaluation import match  # noqa: E402
-from spotter.files import write_wav  # noqa: E402
-from spotter.labels import Event, labels_path, read_labels  # noqa: E402
-from spotter.model import Classifier  # noqa: E402
-from spotter.sources import WavFile  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEMO = ROOT / "demo" / "keywords.wav"
 BLOCK_MS = 100.0

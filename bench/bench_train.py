@@ -7,22 +7,18 @@ import argparse
 import dataclasses
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from spotter.features import LogMel  # noqa: E402
-from spotter.train.augment import augment_waveforms, spec_augment  # noqa: E402
-from spotter.train.data import load_pool  # noqa: E402
-from spotter.train.fit import train  # noqa: E402
-from spotter.train.options import TrainConfig  # noqa: E402
-from spotter.train.sampler import MIX_CHUNK, EpochSampler  # noqa: E402
+from spotter.features import LogMel
+from spotter.train.augment import augment_waveforms, spec_augment
+from spotter.train.data import load_pool
+from spotter.train.fit import train
+from spotter.train.options import TrainConfig
+from spotter.train.sampler import MIX_CHUNK, EpochSampler
 
 WAVEFORM_CHUNK = 512
 """Examples per batch in the waveform recipe, as the trainer used before the mel-domain sampler."""

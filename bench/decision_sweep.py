@@ -13,15 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from spotter import evaluation  # noqa: E402
-from spotter.config import TARGET_FALSE_ALARMS_PER_HOUR  # noqa: E402
-from spotter.engine import Spotter  # noqa: E402
-from spotter.labels import labels_path, read_labels  # noqa: E402
-from spotter.model import Classifier  # noqa: E402
-from spotter.sources import WavFile  # noqa: E402
+from spotter import evaluation
+from spotter.config import TARGET_FALSE_ALARMS_PER_HOUR
+from spotter.engine import Spotter
+from spotter.labels import labels_path, read_labels
+from spotter.model import Classifier
+from spotter.sources import WavFile
 
 BASE_HOP_MS = 50.0
 

@@ -6,19 +6,18 @@ Speech Commands words, each cut to its utterance, with pauses between them. Run 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from spotter.config import UNKNOWN
+from spotter.files import write_wav
+from spotter.labels import Event, write_labels
+from spotter.sources import to_int16
+from spotter.train.audio import read_audio, trim
+from spotter.train.data import speaker_of, split_of
 
-from spotter.config import UNKNOWN  # noqa: E402
-from spotter.files import write_wav  # noqa: E402
-from spotter.labels import Event, write_labels  # noqa: E402
-from spotter.train.audio import read_audio, trim  # noqa: E402
-from spotter.train.data import speaker_of, split_of  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data"
 RATE = 16000
@@ -47,7 +46,7 @@ def main() -> None:
         position += piece.size + int(RATE * PAUSE_S)
     audio = np.concatenate(pieces)
     audio += np.random.default_rng(0).normal(0, 8, audio.size)  # a quiet room, not digital silence
-    write_wav(ROOT / "demo" / "computer.wav", np.clip(np.round(audio), -32768, 32767).astype(np.int16), RATE)
+    write_wav(ROOT / "demo" / "computer.wav", to_int16(audio), RATE)
     write_labels(ROOT / "demo" / "computer.txt", events)
     for path in order:
         print(path.relative_to(path.parents[1]))

@@ -218,3 +218,17 @@ def test_resmoothed_trace_equals_a_direct_run(shipped_model: Path, speech_comman
     again = raw.resmoothed(classifier.spec.labels, wanted, every=2)
     np.testing.assert_array_equal(again.samples, direct.samples)
     np.testing.assert_allclose(again.smoothed, direct.smoothed, atol=1e-6)
+
+
+def test_eval_build_on_the_runtime_install_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without soundfile (the runtime install, `pip install .`), `eval build` says in one line what to install."""
+    import sys
+
+    for name in [n for n in sys.modules if n.startswith("spotter.train.") and n != "spotter.train.options"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # import soundfile now raises ImportError
+    assert main(["eval", "build", "-o", str(tmp_path / "s.wav")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["spotter: eval build needs soundfile, which the runtime install leaves out: pip install 'spotter[train]'"]

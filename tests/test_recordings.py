@@ -11,6 +11,7 @@ import pytest
 from .conftest import DATA, read_clip, write_wav
 from spotter.config import UNKNOWN
 from spotter.labels import Event, write_labels
+from spotter.sources import to_int16
 from spotter.train.audio import cut_window, locate
 from spotter.train.recordings import (
     Recording,
@@ -156,7 +157,7 @@ def test_takes_at_other_rates_and_layouts_are_read(tmp_path: Path) -> None:
 
     audio = read_clip(path)
     stereo = np.stack([resample_poly(audio.astype(np.float64), 441, 160)] * 2, axis=1)
-    write_wav(tmp_path / "take.wav", np.clip(np.round(stereo), -32768, 32767).astype(np.int16), rate=44100)
+    write_wav(tmp_path / "take.wav", to_int16(stereo), rate=44100)
     back = read_audio(tmp_path / "take.wav", RATE)
     assert abs(back.size - audio.size) <= 2
     start, end = locate(back, RATE)

@@ -71,7 +71,7 @@ def test_train_from_annotated_recording_detects_in_a_fresh_stream(speech_command
 
     out = tmp_path / "yes.tflite"
     config = dataclasses.replace(
-        TrainConfig(), data=(str(data),), labels=(TARGET, UNKNOWN, SILENCE), epochs=20, per_class=400,
+        TrainConfig(), data=(str(data),), labels=(TARGET, UNKNOWN, SILENCE), epochs=12, per_class=300,
         batch_size=50, learning_rate=3e-3, tune=TuneSettings(), feature_variants=2, architecture="tc-resnet8",
         hard_negative_share=0.0,
     )

@@ -14,7 +14,6 @@ import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,15 +61,24 @@ def split_of(speaker: str, validation_pct: float = 10.0, test_pct: float = 10.0)
 
 
 def list_clips(root: Path) -> list[Clip]:
-    """Every clip under root/<word>/, including `_silence_`, excluding the long background-noise files."""
+    """Every clip under root/<word>/, including `_silence_`, excluding the long background-noise files.
+
+    Listing Speech Commands takes about a second and training lists it once per stream it builds, so listings are
+    kept, keyed by each word folder's modification time: adding or removing a clip lists the folder afresh."""
+    folders = sorted(p for p in Path(root).iterdir() if p.is_dir() and p.name != BACKGROUND_DIR)
+    return list(_listing(tuple((folder, folder.stat().st_mtime_ns) for folder in folders), str(root)))
+
+
+@functools.lru_cache(maxsize=16)
+def _listing(folders: tuple[tuple[Path, int], ...], root: str) -> tuple[Clip, ...]:
     clips = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != BACKGROUND_DIR):
+    for folder, _ in folders:
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() in AUDIO_SUFFIXES:
                 clips.append(Clip(path, folder.name, speaker_of(path)))
     if not clips:
         raise FileNotFoundError(f"no audio clips found under {root}")
-    return clips
+    return tuple(clips)
 
 
 def decode_all(paths: list[Path], sample_rate: int, length: int, workers: int = 2) -> np.ndarray:

@@ -84,7 +84,7 @@ def _dest(path: str) -> str:
 
 def add_config_flags(parser: argparse.ArgumentParser, defaults: Any, paths: Iterable[str], overrides: bool = False) -> None:
     """One flag per config field at each dotted path, defaulting to its value in `defaults`. With `overrides` the
-    default is None: the flag changes a value that comes from elsewhere (a model file's settings)."""
+    default is None: the flag changes a value the model file carries."""
     for path in paths:
         field, hint = _field(type(defaults), path)
         meta = dict(field.metadata)
@@ -92,7 +92,7 @@ def add_config_flags(parser: argparse.ArgumentParser, defaults: Any, paths: Iter
             raise TypeError(f"{type(defaults).__name__}.{path} is not declared with config.documented")
         names = [meta.get("name", "--" + path.rpartition(".")[2].replace("_", "-")), *meta.get("aliases", ())]
         default = None if overrides else _value(defaults, path)
-        help_text = meta["help"] + ("" if overrides else f" (default: {default})")
+        help_text = meta["help"] + (" (default: the model file's)" if overrides else f" (default: {default})")
         kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         kwargs: dict[str, Any] = {"dest": _dest(path), "default": default, "help": help_text}
         if kind is bool:
@@ -101,7 +101,7 @@ def add_config_flags(parser: argparse.ArgumentParser, defaults: Any, paths: Iter
             kwargs["choices"] = meta["choices"]
         else:
             kwargs["type"] = _number(kind, meta.get("minimum")) if kind in (int, float) else kind
-            kwargs["metavar"] = meta.get("metavar")
+            kwargs["metavar"] = meta.get("metavar", path.rpartition(".")[2].upper())
         parser.add_argument(*names, **kwargs)
 
 
