@@ -108,8 +108,10 @@ def run_score(args: argparse.Namespace) -> int:
     points = calibration.operating_points
     out = Path(args.report)
     out.mkdir(parents=True, exist_ok=True)
+    written = [out / "eval.json"]
     try:
         save_det(calibration.det, points, out / "det.png", f"{model_path.name}: {', '.join(results)}", target)
+        written.append(out / "det.png")
     except ImportError:
         print("spotter eval: matplotlib missing, DET curve not drawn (pip install 'spotter[train]')", file=sys.stderr)
     for name, result in results.items():
@@ -137,7 +139,7 @@ def run_score(args: argparse.Namespace) -> int:
         card = refresh_card(model_path)
         if card is not None:
             print(f"rewrote {card} with them", file=sys.stderr)
-    print(f"report: {out / 'eval.json'}, {out / 'det.png'}", file=sys.stderr)
+    print(f"report: {', '.join(map(str, written))}", file=sys.stderr)
     return 0
 
 
