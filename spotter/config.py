@@ -78,7 +78,8 @@ class FeatureConfig:
         "run time: digital silence then looks like a quiet microphone instead of log(eps) (0: logfbank exactly)",
         minimum="non-negative", metavar="RMS")
     compression: str = documented(
-        "log", "front end: log-mel (logfbank), or per-channel energy normalisation (PCEN) of the mel energies",
+        "log", "front end: log-mel (logfbank), or per-channel energy normalisation (PCEN) of the mel energies; PCEN "
+        "divides by each band's recent energy, so give it a --noise-floor where input may hold digital silence",
         choices=COMPRESSIONS)
     """`pcen`: P = (E / (eps + M)**alpha + delta)**root - delta**root, with M the energy E smoothed over time per
     band, so a constant gain divides out once M settles (Wang et al., ICASSP 2017)."""
