@@ -49,6 +49,18 @@ def match(detections: list[Detection], truth: list[Event]) -> tuple[list[tuple[E
     return hits, unmatched, misses
 
 
+def false_alarm_causes(false_alarms: list[Detection], truth: list[Event], window_s: float) -> list[dict[str, Any]]:
+    """Each false alarm with what its window held: the labelled events it overlaps (what was said, where the
+    labels name it), so a user sees which sounds the model takes for a keyword."""
+    out = []
+    for detection in false_alarms:
+        t = detection.offset
+        heard = [e.said or e.label for e in truth if e.end > t - window_s and e.start < t]
+        out.append({"time_s": round(t, 3), "label": detection.label, "score": round(detection.score, 4),
+                    "heard": heard})
+    return out
+
+
 def score(detections: list[Detection], truth: list[Event], labels: Iterable[str], duration_s: float) -> dict[str, Any]:
     """Recall, false alarms per hour and latency (fire time minus event end), per label and overall."""
     hits, false_alarms, misses = match(detections, truth)
@@ -208,7 +220,7 @@ def score_traces(traces: list[tuple[Trace, list[Event]]], labels: tuple[str, ...
     for trace, events in traces:
         for d in replay(trace, labels, decision):
             detections.append(dataclasses.replace(d, sample=d.sample + int(round(offset * trace.sample_rate))))
-        truth += [Event(e.start + offset, e.end + offset, e.label) for e in events]
+        truth += [dataclasses.replace(e, start=e.start + offset, end=e.end + offset) for e in events]
         offset += trace.duration_s + 10.0  # a gap longer than the hit window keeps streams apart
         duration += trace.duration_s
     return score(detections, truth, labels, duration)

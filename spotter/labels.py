@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from .config import BACKGROUND_LABELS
 from .files import write_atomic
 
 SECONDS_DECIMALS = 7
 """One sample at 16 kHz is 1/16000 s: seven decimals keep every boundary on its sample."""
+SAID_SEPARATOR = ":"
+"""A background label may name what was heard after it (`_unknown_:cat`): scoring reads `_unknown_`, reports of
+false alarms show "cat"."""
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,13 @@ class Event:
     start: float
     end: float
     label: str
+    said: str = ""
+    """What was heard, where the labels file names it; only background labels (`_unknown_`) carry it."""
+
+    @property
+    def text(self) -> str:
+        """The label as a labels file writes it."""
+        return f"{self.label}{SAID_SEPARATOR}{self.said}" if self.said else self.label
 
 
 class LabelFileError(ValueError):
@@ -56,10 +67,14 @@ def read_labels(path: Path) -> list[Event]:
         label = "\t".join(fields[2:]).strip()
         if not label:
             raise LabelFileError(f"{path}:{number}: the label is empty")
-        events.append(Event(start, end, label))
+        head, separator, said = label.partition(SAID_SEPARATOR)
+        if separator and head.strip() in BACKGROUND_LABELS:
+            events.append(Event(start, end, head.strip(), said.strip()))
+        else:
+            events.append(Event(start, end, label))
     return sorted(events, key=lambda e: (e.start, e.end))
 
 
 def write_labels(path: Path, events: Iterable[Event]) -> None:
-    text = "".join(f"{e.start:.{SECONDS_DECIMALS}f}\t{e.end:.{SECONDS_DECIMALS}f}\t{e.label}\n" for e in events)
+    text = "".join(f"{e.start:.{SECONDS_DECIMALS}f}\t{e.end:.{SECONDS_DECIMALS}f}\t{e.text}\n" for e in events)
     write_atomic(path, text.encode("utf-8"))

@@ -16,6 +16,8 @@ from spotter.config import SILENCE
 from spotter.evaluation import (
     SWITCHED_OFF,
     calibrate,
+    false_alarm_causes,
+    match,
     operating_points,
     replay,
     run_stream,
@@ -62,6 +64,23 @@ def test_labels_round_trip_sample_exact(tmp_path: Path) -> None:
     assert all(abs(e.start * RATE - round(e.start * RATE)) < 1e-3 for e in back)
 
 
+def test_labels_name_what_was_heard(tmp_path: Path) -> None:
+    """`_unknown_:cat` scores as `_unknown_` and names the word; other labels keep their colons."""
+    events = [Event(1.0, 1.5, "_unknown_", "cat"), Event(2.0, 2.5, "door: front"), Event(3.0, 3.1, "_silence_")]
+    write_labels(tmp_path / "l.txt", events)
+    assert "_unknown_:cat" in (tmp_path / "l.txt").read_text()
+    assert read_labels(tmp_path / "l.txt") == events
+
+
+def test_false_alarms_name_what_their_window_held() -> None:
+    truth = [Event(1.0, 1.5, "yes"), Event(3.0, 3.4, "_unknown_", "cat"), Event(3.6, 4.0, "_unknown_", "bed")]
+    detections = [_det("stop", 4.1), _det("no", 8.0)]
+    hits, false_alarms, _ = match(detections, truth)
+    causes = false_alarm_causes(false_alarms, truth, window_s=1.0)
+    assert not hits and [c["heard"] for c in causes] == [["cat", "bed"], []]
+    assert causes[0]["label"] == "stop" and causes[0]["time_s"] == pytest.approx(4.1)
+
+
 def test_scoring_hand_made_case() -> None:
     truth = [Event(1.0, 1.5, "yes"), Event(5.0, 5.4, "no"), Event(10.0, 10.5, "yes"), Event(20.0, 20.6, "_unknown_")]
     detections = [
@@ -96,6 +115,8 @@ def test_stream_ground_truth_is_sample_exact(speech_commands: Path) -> None:
         rebuilt[start:end] = segment
     # nothing outside the events: the clean stream is silent between placed clips
     np.testing.assert_array_equal(rebuilt, audio)
+    others = [e for e in events if e.label == "_unknown_"]
+    assert others and all(e.said and e.said not in ("yes", "no") for e in others), "other words are named"
     # and the first keyword event is the spoken part of a real clip of its label
     first = next(e for e in events if e.label in ("yes", "no"))
     segment = audio[round(first.start * RATE) : round(first.end * RATE)]

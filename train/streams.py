@@ -94,7 +94,8 @@ def build(
         if position + piece.size > total:
             break
         audio[position : position + piece.size] += piece
-        events.append(Event(position / rate, (position + piece.size) / rate, label))
+        said = clip.word if label == UNKNOWN else ""
+        events.append(Event(position / rate, (position + piece.size) / rate, label, said))
         if label != SILENCE:
             speech.append(piece)
         position += piece.size + int(rng.uniform(config.gap_min_s, config.gap_max_s) * rate)

@@ -19,6 +19,8 @@ from .options import add_decision, add_model, decision_from_args, training_modul
 
 HELP = "streaming evaluation: build streams, score models, DET curves"
 DEFAULT_DATA = TrainConfig().data[0]
+FALSE_ALARMS_SHOWN = 10
+"""False alarms listed per stream with what their window held; eval.json has them all."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +98,7 @@ def run_score(args: argparse.Namespace) -> int:
     spec = classifier.spec
     spotter = Spotter(classifier, decision_from_args(spec.decision, args, spec.labels), record=True)
     target = TARGET_FALSE_ALARMS_PER_HOUR
+    window_s = spec.features.samples_for(spec.window_frames) / spec.features.sample_rate
     traces = []
     results: dict[str, Any] = {}
     for wav in [Path(p) for p in args.streams]:
@@ -104,6 +107,8 @@ def run_score(args: argparse.Namespace) -> int:
         detections, trace = evaluation.run_stream(spotter, audio)
         traces.append((trace, truth))
         results[wav.name] = evaluation.score(detections, truth, spec.labels, trace.duration_s)
+        _, false_alarms, _ = evaluation.match(detections, truth)
+        results[wav.name]["false_alarm_causes"] = evaluation.false_alarm_causes(false_alarms, truth, window_s)
     calibration = evaluation.calibrate(traces, spec.labels, spotter.decision, target)
     points = calibration.operating_points
     out = Path(args.report)
@@ -120,6 +125,12 @@ def run_score(args: argparse.Namespace) -> int:
         recall = "-" if o["recall"] is None else f"{o['recall']:.1%}"
         print(f"{name}: recall {recall} ({o['hits']}/{o['events']}), {o['false_alarms']} false alarms "
               f"({o['false_alarms_per_hour']:.2f}/h over {result['duration_s'] / 3600:.2f} h), latency median/p90 {lat}")
+        causes = result["false_alarm_causes"]
+        for cause in causes[:FALSE_ALARMS_SHOWN]:
+            heard = ", ".join(cause["heard"]) or "nothing labelled"
+            print(f"  false alarm at {cause['time_s']:.2f} s: {cause['label']} ({cause['score']:.2f}) on {heard}")
+        if len(causes) > FALSE_ALARMS_SHOWN:
+            print(f"  ... and {len(causes) - FALSE_ALARMS_SHOWN} more in eval.json")
     if "overall" in points:
         p = points["overall"]
         print(f"at {target} false alarms/h (all streams): threshold {p['threshold']:.4g}, recall {p['recall']:.1%}")
