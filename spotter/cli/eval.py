@@ -36,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="other words, silence and noise only (for false alarms per hour)")
     build.add_argument("--split", choices=SPLITS, default="validation")
     build.add_argument("--seed", type=int, default=0)
-    build.set_defaults(func=run_build)
 
     score = sub.add_parser("run", help="score a model on streams with Audacity labels next to them (.txt)")
     add_model(score)
@@ -46,7 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     score.add_argument("--write-thresholds", action=argparse.BooleanOptionalAction, default=False,
                        help=f"write the decision settings and per-label thresholds at {TARGET_FALSE_ALARMS_PER_HOUR} "
                        "false alarms/h into the model: each keyword gets an equal share, so together they stay within it")
-    score.set_defaults(func=run_score)
 
     clips = sub.add_parser("clips", help="clip-level accuracy and confusion matrix on a clip folder's split")
     add_model(clips)
@@ -56,11 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with --data: folders whose every word is _unknown_")
     clips.add_argument("--split", choices=SPLITS, default="validation")
     clips.add_argument("--report", help="write the metrics as JSON here")
-    clips.set_defaults(func=run_clips)
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(args.func(args))
+    return {"build": run_build, "run": run_score, "clips": run_clips}[args.eval_command](args)
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ Config = TypeVar("Config")
 
 
 class CommandError(Exception):
-    """A failure a command reports as one line on stderr with a non-zero exit (`spotter <command>: <message>`)."""
+    """A failure a command reports as one line on stderr with a non-zero exit (`spotter: <message>`)."""
 
 
 def training_module(name: str, command: str) -> Any:
@@ -35,13 +35,6 @@ def training_module(name: str, command: str) -> Any:
     except ImportError as exc:
         raise CommandError(f"{command} needs {exc.name or exc}, which the runtime install leaves out: "
                            "pip install 'spotter[train]'") from None
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def _number(kind: type, minimum: str | None) -> Callable[[str], Any]:
