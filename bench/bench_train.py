@@ -27,7 +27,7 @@ WAVEFORM_CHUNK = 512
 def waveform_epoch(sampler: EpochSampler, config: TrainConfig, seed: int) -> float:
     """Seconds to make one epoch's examples by augmenting waveforms and computing their log-mel frames."""
     rng = np.random.default_rng(seed)
-    rows, _, silent = sampler.draw(rng)
+    rows, _, silent, partial = sampler.draw(rng)
     frontend = sampler.frontend
     started = time.perf_counter()
     for start in range(0, rows.size, WAVEFORM_CHUNK):
@@ -57,9 +57,9 @@ def main() -> int:
     build = time.perf_counter() - started
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    rows, _, silent = sampler.draw(rng)
+    rows, _, silent, partial = sampler.draw(rng)
     for i in range(0, rows.size, MIX_CHUNK):
-        sampler.mix(rows[i : i + MIX_CHUNK], silent[i : i + MIX_CHUNK], rng)
+        sampler.mix(rows[i : i + MIX_CHUNK], silent[i : i + MIX_CHUNK], partial[i : i + MIX_CHUNK], rng)
     mix = time.perf_counter() - started
     waveform = waveform_epoch(sampler, config, 1)
     with tempfile.TemporaryDirectory() as folder:

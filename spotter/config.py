@@ -51,7 +51,8 @@ TARGET_FALSE_ALARMS_PER_HOUR = 0.5
 def documented(default: Any, help: str, **flag: Any) -> Any:
     """A config field that is also a command-line flag: the flag's name, type, default, choices and help are derived
     from the field (`spotter.cli.options.add_config_flags`), so a setting is described once, here. `flag` may set
-    `name` (when the flag is not the field's name), `aliases`, `choices`, `minimum` ("positive" or "non-negative")
+    `name` (when the flag is not the field's name), `aliases`, `choices`, `minimum` ("positive", "non-negative" or
+    "share", which is 0 to 1)
     and `metavar`."""
     return field(default=default, metadata={"help": help, **flag})
 

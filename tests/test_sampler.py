@@ -81,7 +81,7 @@ def test_silent_window_is_the_dither_floor(speech_commands: Path) -> None:
     dither = LogMel(dataclasses.replace(config.features, noise_floor=DITHER)).compute(np.zeros(16000))
     np.testing.assert_allclose(sampler.floor, np.exp(dither[0]), rtol=1e-9)
     sampler.cache.prepare(0)
-    frames = sampler.mix(np.zeros(4, np.int64), np.ones(4, bool), np.random.default_rng(0))
+    frames = sampler.mix(np.zeros(4, np.int64), np.ones(4, bool), np.zeros(4, bool), np.random.default_rng(0))
     assert np.all(frames >= dither[0] - 1e-5)  # noise only ever adds energy above the floor
 
 
@@ -137,3 +137,79 @@ def test_keywords_shift_anywhere_that_keeps_them_whole(clips: np.ndarray) -> Non
     start = frame * cache.step - cache.offsets[rows, 0]  # where each window starts, in the clip's own samples
     kept = np.array([speech[r, max(0, s) : max(0, s + 16000)].sum() for r, s in zip(rows, start)])
     assert np.median(kept / speech[rows].sum(axis=1)) > 0.95  # the window holds the clip's energy
+
+
+def test_windows_past_the_padded_variant_are_silence(clips: np.ndarray) -> None:
+    """A window starting before (or ending after) the cached variant holds zero energy there and the variant's
+    own frames elsewhere: what a cut-off word or a neighbour far out needs."""
+    cache = FeatureCache(clips, AugmentConfig(), LogMel(), variants=1, refresh_epochs=1, seed=0)
+    cache.prepare(0)
+    rows, variant = np.arange(3), np.zeros(3, np.int64)
+    inside, power_inside = cache.take(rows, variant, np.zeros(3, np.int64))
+    before, power_before = cache.take(rows, variant, np.full(3, -30))
+    assert np.all(before[:, :30] == 0)
+    np.testing.assert_array_equal(before[:, 30:], inside[:, : inside.shape[1] - 30])
+    assert np.all(power_before < power_inside + 1e-6)
+    last = cache.frames - 10
+    after, _ = cache.take(rows, variant, np.full(3, last))
+    assert np.all(after[:, 10:] == 0) and np.all(after[:, :10].sum(axis=2) > 0)
+
+
+def test_cut_off_keywords_keep_only_part_of_their_core(clips: np.ndarray) -> None:
+    """Keywords drawn as other speech are placed so that the window holds at most 60% of their loud core, cut
+    at its start or its end, both sides as often."""
+    cache = FeatureCache(clips, AugmentConfig(), LogMel(), variants=1, refresh_epochs=1, seed=0)
+    cache.prepare(0)
+    rows = np.repeat(np.arange(clips.shape[0]), 100)
+    variant = np.zeros(rows.size, np.int64)
+    frame = cache.partial_frames(rows, variant, (0.2, 0.6), np.random.default_rng(0))
+    first, last = cache.loud[rows, 0, 0], cache.loud[rows, 0, 1]
+    seen = np.minimum(last, frame + cache.blocks - 1) - np.maximum(first, frame) + 1
+    share = np.clip(seen, 0, None) / (last - first + 1)
+    assert share.max() <= 0.6 and share.mean() > 0.2
+    cut_at_start = frame > first
+    assert 0.4 < cut_at_start.mean() < 0.6
+    assert np.all(frame[~cut_at_start] + cache.blocks - 1 < last[~cut_at_start])  # the others lose their end
+
+
+def test_neighbouring_words_stay_clear_of_the_word(speech_commands: Path) -> None:
+    """With `context`, another word is added before or after each word, its loud core `gap` blocks clear of the
+    word's; the word's own core is left untouched."""
+    pool = load_pool(speech_commands, max_per_word=6)
+    augment = dataclasses.replace(AugmentConfig(), speed_prob=0.0, shift_ms=300.0)
+    config = dataclasses.replace(TrainConfig(), augment=augment)
+    sampler = EpochSampler(pool, config, LogMel(config.features))
+    cache = sampler.cache
+    cache.prepare(0)
+    rng = np.random.default_rng(0)
+    slots = sampler.slot[rng.choice(sampler.speech_rows, 400)]
+    variant = np.zeros(400, np.int64)
+    frame = rng.integers(0, 2 * cache.shift_frames + 1, 400)
+    other = sampler.slot[rng.choice(sampler.rows["_unknown_"], 400)]
+    gap = np.full(400, 10)
+    start, fits = cache.neighbour_frames(slots, variant, frame, other, variant, gap, rng)
+    assert fits.mean() > 0.8
+    core = np.stack([cache.loud[slots, 0, 0] - frame, cache.loud[slots, 0, 1] - frame], axis=1)
+    other_core = np.stack([cache.loud[other, 0, 0] - start, cache.loud[other, 0, 1] - start], axis=1)
+    before = other_core[:, 1] < core[:, 0]
+    clear = np.where(before, core[:, 0] - other_core[:, 1], other_core[:, 0] - core[:, 1])
+    assert np.all(clear[fits] == gap[fits])
+    assert 0.3 < before[fits].mean() < 0.7
+    assert np.all(np.where(before, other_core[:, 1] >= 0, other_core[:, 0] <= cache.blocks - 1)[fits])
+
+
+def test_context_and_cut_off_keywords_change_only_what_they_should(speech_commands: Path) -> None:
+    """An epoch with cut-off keywords has that share of its `_unknown_` examples drawn from keyword clips; with
+    neither option none is."""
+    pool = load_pool(speech_commands, max_per_word=6)
+    plain = dataclasses.replace(TrainConfig(), per_class=50)
+    options = dataclasses.replace(plain, augment=dataclasses.replace(plain.augment, partial_keywords=0.25, context=0.5))
+    rows, truth, silent, partial = EpochSampler(pool, options, LogMel(options.features)).draw(np.random.default_rng(0))
+    unknown = truth == pool.labels.index("_unknown_")
+    assert partial.sum() == round(0.25 * unknown.sum()) and np.all(unknown[partial])
+    assert np.all(np.isin(pool.label_index[rows[partial]], [pool.labels.index(w) for w in pool.labels[:10]]))
+    sampler = EpochSampler(pool, plain, LogMel(plain.features))
+    rows_plain, _, _, partial_plain = sampler.draw(np.random.default_rng(0))
+    assert not partial_plain.any()
+    frames = EpochSampler(pool, options, LogMel(options.features)).epoch(seed=1)[0]
+    assert np.isfinite(frames).all() and frames.shape[0] == rows.size

@@ -25,6 +25,21 @@ class AugmentConfig:
     keyword_inside: bool = documented(
         False, "shift keywords anywhere up to --shift-ms as long as their loud part stays inside the window")
     """A keyword cut off is not one; other words shift freely: parts of words are other speech."""
+    context: float = documented(
+        0.0, "share of spoken training examples that get another word at the window's edge, before or after the "
+        "word with a short gap, as in running speech (the label stays the word's)", minimum="share", metavar="SHARE")
+    partial_keywords: float = documented(
+        0.0, "share of other-word examples that are keywords cut off at the window's edge, only part of their loud "
+        "core inside: `_unknown_`, so the model waits for the whole word", minimum="share", metavar="SHARE")
+    context_gap_min_ms: float = 50.0
+    context_gap_max_ms: float = 300.0
+    """Between the loud cores of a word and its neighbour: consonants and a short pause."""
+    context_level_min_db: float = -6.0
+    context_level_max_db: float = 3.0
+    """The neighbour's level against the word's."""
+    partial_visible_min: float = 0.2
+    partial_visible_max: float = 0.6
+    """How much of a cut-off keyword's loud core the window still holds."""
     speed_min: float = 0.85
     speed_max: float = 1.15
     speed_prob: float = 0.8

@@ -17,7 +17,7 @@ from spotter.features import LogMel
 from .audio import AUDIO_SUFFIXES, cut_window, read_audio
 from .augment import noise_segments
 from .options import DEFAULT_LABELS, SPLITS
-from .recordings import HeldBack, annotated_windows, find_recordings
+from .recordings import HeldBack, annotated_windows, find_audio, find_recordings
 
 BACKGROUND_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
@@ -58,6 +58,11 @@ def split_of(speaker: str, validation_pct: float = 10.0, test_pct: float = 10.0)
     if bucket < validation_pct + test_pct:
         return "test"
     return "train"
+
+
+def has_word_folders(root: Path) -> bool:
+    """Whether `root` has clip subfolders (a folder of only long recordings has none)."""
+    return any(p.is_dir() and p.name != BACKGROUND_DIR for p in Path(root).iterdir())
 
 
 def list_clips(root: Path) -> list[Clip]:
@@ -167,8 +172,9 @@ def load_pool(
     Each source is either a clip folder (one subfolder per word, Speech Commands layout; clips longer than the
     window are cut around the utterance inside them) or a folder of long recordings, each with an Audacity label
     file of the same name (cut into labelled windows, `recordings.annotated_windows`). Words in `labels` are
-    keywords, other words `_unknown_`, `_silence_` clips silence. Every word in a `negatives` folder is
-    `_unknown_`. `max_per_word` takes a small slice (for tests).
+    keywords, other words `_unknown_`, `_silence_` clips silence. Everything in a `negatives` folder is
+    `_unknown_`: the clips in its word subfolders, and every window of the long recordings directly inside it
+    (running speech, a day of a room with no events). `max_per_word` takes a small slice (for tests).
     """
     roots = as_paths(sources)
     negative_roots = as_paths(negatives) if negatives else []
@@ -186,9 +192,9 @@ def load_pool(
     for root, negative in [(r, False) for r in roots] + [(r, True) for r in negative_roots]:
         if not root.is_dir():
             raise FileNotFoundError(f"no such folder: {root}")
-        found = find_recordings(root)
-        if found and not negative:
-            recordings.extend(found)
+        found = find_audio(root) if negative else find_recordings(root)
+        recordings.extend((recording, negative) for recording in found)
+        if found and not (negative and has_word_folders(root)):
             continue
         listed = _slice_per_word(list_clips(root), max_per_word)
         clips.extend(listed)
@@ -201,8 +207,8 @@ def load_pool(
     splits: list[str] = []
     held_back: dict[str, list[HeldBack]] = {}
     quiet: list[np.ndarray] = []
-    for recording in recordings:
-        cut = annotated_windows(recording, labels, sample_rate, length, validation_pct, test_pct)
+    for recording, negative in recordings:
+        cut = annotated_windows(recording, labels, sample_rate, length, validation_pct, test_pct, negative)
         rows.append(cut.audio)
         row_labels.extend(cut.labels)
         words.extend(cut.labels)

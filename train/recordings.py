@@ -62,9 +62,17 @@ def find_recordings(folder: Path) -> list[Recording]:
     return found
 
 
+def find_audio(folder: Path) -> list[Recording]:
+    """Every audio file in `folder` (not its subfolders), label file or not: long recordings of negatives."""
+    return [Recording(p, labels_path(p)) for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
+
+
 def read_recording(recording: Recording, sample_rate: int) -> tuple[np.ndarray, list[Span]]:
+    """The audio and its events (none when the recording has no label file)."""
     audio = read_audio(recording.audio_path, sample_rate)
-    spans = to_spans(read_labels(recording.labels_path), sample_rate)
+    events = read_labels(recording.labels_path) if recording.labels_path.is_file() else []
+    spans = to_spans(events, sample_rate)
     for span in spans:
         if span.end > audio.size:
             raise ValueError(
@@ -158,11 +166,13 @@ def annotated_windows(
     length: int,
     validation_pct: float,
     test_pct: float,
+    negative: bool = False,
 ) -> Windows:
     """Cut an annotated recording into training rows (see `window_label`); events of labels the model does not
-    have count as background. Each split's windows come from its own stretch of the recording."""
+    have count as background, and so does everything in a `negative` recording (every window `_unknown_`). Each
+    split's windows come from its own stretch of the recording."""
     audio, spans = read_recording(recording, sample_rate)
-    known = [s for s in spans if s.label in labels]
+    known = [] if negative else [s for s in spans if s.label in labels]
     first, second = split_points(audio.size, spans, validation_pct, test_pct)
     positive_stride = max(1, ms_to_samples(POSITIVE_STRIDE_MS, sample_rate))
     negative_every = max(1, int(round(NEGATIVE_STRIDE_MS / POSITIVE_STRIDE_MS)))
@@ -172,7 +182,8 @@ def annotated_windows(
     held_back: dict[str, HeldBack] = {}
     for split, lo, hi in (("train", 0, first), ("validation", first, second), ("test", second, audio.size)):
         if split != "train" and hi > lo:
-            inside = [Span(s.start - lo, s.end - lo, s.label) for s in spans if lo <= s.start and s.end <= hi]
+            inside = [Span(s.start - lo, s.end - lo, s.label) for s in ([] if negative else spans)
+                      if lo <= s.start and s.end <= hi]
             held_back[split] = HeldBack(f"{recording.audio_path.name}:{split}", audio[lo:hi].copy(), inside)
         starts = np.arange(lo, hi - length + 1, positive_stride)
         for k, (start, label) in enumerate(zip(starts.tolist(), window_labels(starts, length, known))):

@@ -136,14 +136,50 @@ class FeatureCache:
         high = np.maximum(high, low)
         return rng.integers(low, high + 1)
 
+    def partial_frames(
+        self, rows: np.ndarray, variant: np.ndarray, visible: tuple[float, float], rng: np.random.Generator
+    ) -> np.ndarray:
+        """A window start per example that holds only part of the variant's loud core (a share drawn from
+        `visible`, rounded down, never all of it), cut at the window's start or its end at random."""
+        first, last = self.loud[rows, variant, 0], self.loud[rows, variant, 1]
+        size = last - first + 1
+        keep = np.minimum(np.floor(rng.uniform(*visible, rows.size) * size).astype(np.int64), size - 1)
+        at_start = rng.random(rows.size) < 0.5
+        return np.where(at_start, last - keep + 1, first + keep - self.blocks)
+
+    def neighbour_frames(
+        self, rows: np.ndarray, variant: np.ndarray, frame: np.ndarray, other: np.ndarray, other_variant: np.ndarray,
+        gap: np.ndarray, rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where to take a neighbouring word so that, in the window of each example, its loud core ends `gap`
+        blocks before the example's core starts, or starts `gap` after it ends (a side at random, the other
+        where only that one leaves part of the neighbour's core inside); and whether any side did."""
+        core_start = self.loud[rows, variant, 0] - frame
+        core_end = self.loud[rows, variant, 1] - frame
+        before_fits = core_start - gap >= 0
+        after_fits = core_end + gap <= self.blocks - 1
+        before = np.where(rng.random(rows.size) < 0.5, before_fits, before_fits & ~after_fits)
+        before &= before_fits
+        other_first, other_last = self.loud[other, other_variant, 0], self.loud[other, other_variant, 1]
+        start = np.where(before, other_last - (core_start - gap), other_first - (core_end + gap))
+        return start, before_fits | after_fits
+
+    def clip_power(self, rows: np.ndarray, variant: np.ndarray) -> np.ndarray:
+        """Each variant's whole-clip sum of squares: the level of a word, wherever a window cuts it."""
+        return self.block_power[rows, variant].sum(axis=1, dtype=np.float64)
+
     def take(self, rows: np.ndarray, variant: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Energies of one window per example, starting at `frame` of the padded variant, and the mean square of
-        the signal the window covers."""
+        """Energies of one window per example, starting at `frame` of the padded variant (before or past it: zero
+        energy, silence), and the mean square of the signal the window covers."""
         frames = frame[:, None] + np.arange(self.window_frames)
-        energies = self.energies[rows[:, None], variant[:, None], frames]
         blocks = frame[:, None] + np.arange(self.blocks)
-        power = self.block_power[rows[:, None], variant[:, None], blocks].sum(axis=1, dtype=np.float64)
-        return energies, power / self.length
+        energies = self.energies[rows[:, None], variant[:, None], np.clip(frames, 0, self.frames - 1)]
+        power = self.block_power[rows[:, None], variant[:, None], np.clip(blocks, 0, self.block_power.shape[2] - 1)]
+        outside = (frames < 0) | (frames >= self.frames)
+        if outside.any():
+            energies[outside] = 0.0
+            power = np.where((blocks < 0) | (blocks >= self.block_power.shape[2]), 0.0, power)
+        return energies, power.sum(axis=1, dtype=np.float64) / self.length
 
 
 class NoiseBank:
@@ -221,40 +257,52 @@ class EpochSampler:
         self.hard_rows = rows[hardest]
         return float(score[hardest[-1]])
 
-    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Which clips an epoch holds, shuffled: pool rows, label indices, and which rows are silence."""
-        chosen, truth, silent = [], [], []
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Which clips an epoch holds, shuffled: pool rows, label indices, which rows are silence, and which are
+        keywords to cut off as other speech (`AugmentConfig.partial_keywords`)."""
+        chosen, truth, silent, partial = [], [], [], []
+        keyword_rows = np.concatenate([self.rows[self.pool.labels[i]] for i in self.keyword_indices])
         for index, label in enumerate(self.pool.labels):
             rows = self.rows[label]
             count = self.config.examples_of(label)
-            if label == SILENCE or rows.size == 0:
+            cut = int(round(count * self.config.augment.partial_keywords)) if label == UNKNOWN and keyword_rows.size else 0
+            if label == SILENCE or rows.size == 0 and not cut:
                 chosen.append(np.zeros(count, np.int64))
                 silent.append(np.full(count, label == SILENCE))
-            elif label == UNKNOWN and self.hard_rows.size:
-                hard = int(round(count * self.config.hard_negative_share))
-                chosen.append(np.concatenate([
-                    rng.choice(self.hard_rows, hard, replace=self.hard_rows.size < hard),
-                    rng.choice(rows, count - hard, replace=rows.size < count - hard),
-                ]))
-                silent.append(np.zeros(count, bool))
             else:
-                chosen.append(rng.choice(rows, count, replace=rows.size < count))
+                whole = count - cut
+                hard = int(round(whole * self.config.hard_negative_share)) if label == UNKNOWN and self.hard_rows.size else 0
+                parts = [rng.choice(keyword_rows, cut, replace=keyword_rows.size < cut)] if cut else []
+                if hard:
+                    parts.append(rng.choice(self.hard_rows, hard, replace=self.hard_rows.size < hard))
+                if whole - hard:
+                    source = rows if rows.size else keyword_rows
+                    parts.append(rng.choice(source, whole - hard, replace=source.size < whole - hard))
+                chosen.append(np.concatenate(parts))
                 silent.append(np.zeros(count, bool))
+            partial.append(np.arange(count) < cut)
             truth.append(np.full(count, index))
         order = rng.permutation(sum(c.size for c in chosen))
-        return np.concatenate(chosen)[order], np.concatenate(truth)[order], np.concatenate(silent)[order]
+        return (np.concatenate(chosen)[order], np.concatenate(truth)[order], np.concatenate(silent)[order],
+                np.concatenate(partial)[order])
 
-    def mix(self, rows: np.ndarray, silent: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Augmented features of one chunk of examples (pool rows; silence rows become noise alone)."""
+    def mix(self, rows: np.ndarray, silent: np.ndarray, partial: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Augmented features of one chunk of examples (pool rows; silence rows become noise alone; `partial`
+        rows are keywords cut off at the window's edge)."""
         config = self.config.augment
         count = rows.size
         slots = np.where(silent, 0, self.slot[rows])
         variant = rng.integers(0, self.cache.variants, count)
         frame = rng.integers(0, 2 * self.cache.shift_frames + 1, count)
+        keyword = ~silent & ~partial & np.isin(self.pool.label_index[rows], self.keyword_indices)
         if config.keyword_inside:
-            keyword = ~silent & np.isin(self.pool.label_index[rows], self.keyword_indices)
             frame[keyword] = self.cache.inside_frames(slots[keyword], variant[keyword], rng)
+        if partial.any():
+            visible = (config.partial_visible_min, config.partial_visible_max)
+            frame[partial] = self.cache.partial_frames(slots[partial], variant[partial], visible, rng)
         speech, speech_power = self.cache.take(slots, variant, frame)
+        if config.context > 0:
+            self.add_context(speech, slots, variant, frame, ~silent & (rng.random(count) < config.context), rng)
         gain = 10.0 ** (rng.uniform(config.gain_db_min, config.gain_db_max, count) / 10.0)  # a power gain
         noise, noise_power = self.noise.take(count, rng)
         snr_db = rng.uniform(config.snr_db_min, config.snr_db_max, count)
@@ -268,12 +316,36 @@ class EpochSampler:
         energies += self.floor.astype(np.float32)
         return spec_augment(self.frontend.compress_batch(energies).astype(np.float32), config, rng)
 
+    def add_context(
+        self, speech: np.ndarray, slots: np.ndarray, variant: np.ndarray, frame: np.ndarray, chosen: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
+        """Add, to the `chosen` examples' energies, another training word just before or after the word, its loud
+        core clear of the word's by a short gap (`AugmentConfig.context`): running speech, not a word alone."""
+        others = self.rows.get(UNKNOWN, np.zeros(0, np.int64))
+        picked = np.flatnonzero(chosen)
+        if picked.size == 0 or others.size == 0:
+            return
+        config = self.config.augment
+        step_ms = 1000.0 * self.cache.step / self.frontend.config.sample_rate
+        gap = np.round(rng.uniform(config.context_gap_min_ms, config.context_gap_max_ms, picked.size) / step_ms)
+        other = self.slot[rng.choice(others, picked.size)]
+        other_variant = rng.integers(0, self.cache.variants, picked.size)
+        start, fits = self.cache.neighbour_frames(
+            slots[picked], variant[picked], frame[picked], other, other_variant, gap.astype(np.int64), rng)
+        energies, _ = self.cache.take(other, other_variant, start)
+        level_db = rng.uniform(config.context_level_min_db, config.context_level_max_db, picked.size)
+        level = self.cache.clip_power(slots[picked], variant[picked]) / (self.cache.clip_power(other, other_variant) + 1e-9)
+        weight = np.where(fits, level * 10.0 ** (level_db / 10.0), 0.0).astype(np.float32)
+        speech[picked] += energies * weight[:, None, None]
+
     def epoch(self, seed: int, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The features and labels of one epoch; the cache is first brought to its state at `epoch`."""
         self.cache.prepare(epoch)
         rng = np.random.default_rng(seed)
-        rows, truth, silent = self.draw(rng)
-        frames = [self.mix(rows[i : i + MIX_CHUNK], silent[i : i + MIX_CHUNK], rng) for i in range(0, rows.size, MIX_CHUNK)]
+        rows, truth, silent, partial = self.draw(rng)
+        frames = [self.mix(rows[i : i + MIX_CHUNK], silent[i : i + MIX_CHUNK], partial[i : i + MIX_CHUNK], rng)
+                  for i in range(0, rows.size, MIX_CHUNK)]
         return np.concatenate(frames), truth
 
 

@@ -54,11 +54,13 @@ def mix_noise(audio: np.ndarray, speech: list[np.ndarray], bed: np.ndarray, snr_
 
 
 def build(
-    roots: Path | Sequence[Path], keywords: tuple[str, ...], config: StreamConfig
+    roots: Path | Sequence[Path], keywords: tuple[str, ...], config: StreamConfig,
+    noise_roots: Path | Sequence[Path] | None = None,
 ) -> tuple[np.ndarray, list[Event]]:
     """A stream of `config.minutes` with its ground truth. Keyword streams mix keywords and other words;
     negatives-only streams hold other words and silence clips only. Only clips of `config.split` speakers,
-    from every clip folder in `roots` (keywords from one folder, other words from another works)."""
+    from every clip folder in `roots` (keywords from one folder, other words from another works). The noise
+    bed comes from the held-out part of the `_background_noise_` of `noise_roots` (default: `roots`)."""
     rng = np.random.default_rng(config.seed)
     rate = config.sample_rate
     roots = as_paths(roots)
@@ -101,8 +103,9 @@ def build(
         position += piece.size + int(rng.uniform(config.gap_min_s, config.gap_max_s) * rate)
     if config.snr_db is None:
         return to_int16(audio), events
-    parts = [part for root in roots for part in read_noise(root, rate)[1]]
+    noise_from = roots if noise_roots is None else as_paths(noise_roots)
+    parts = [part for root in noise_from for part in read_noise(root, rate)[1]]
     if not parts:
-        raise FileNotFoundError(f"no background noise under {', '.join(str(r / BACKGROUND_DIR) for r in roots)}")
+        raise FileNotFoundError(f"no background noise under {', '.join(str(r / BACKGROUND_DIR) for r in noise_from)}")
     bed = noise_bed([parts[i] for i in rng.permutation(len(parts))], total)
     return mix_noise(audio, speech, bed, config.snr_db), events

@@ -18,7 +18,7 @@ from spotter.engine import Spotter
 from spotter.labels import Event
 from spotter.model import Classifier
 
-from .data import Pool, as_paths
+from .data import Pool, as_paths, has_word_folders
 from .options import TuneSettings
 from .recordings import Span, find_recordings
 from .streams import StreamConfig, build, mix_noise, noise_bed
@@ -52,7 +52,7 @@ def streams_for(
     out: list[Stream] = []
     condition = "clean" if snr_db is None else f"{snr_db:g}dB"
     clip_sources = [p for p in as_paths(sources) if not _annotated(p)]
-    clip_roots = clip_sources + as_paths(negatives)
+    clip_roots = clip_sources + [p for p in as_paths(negatives) if has_word_folders(p)]
     if clip_sources and any(pool.words[i] in keywords for i in np.flatnonzero(pool.split == split)):
         base = StreamConfig(minutes=config.keyword_minutes, snr_db=snr_db, split=split, seed=config.seed, sample_rate=rate)
         try:

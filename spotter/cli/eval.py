@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--snr", default="clean", help="'clean' or the SNR in dB of the noise bed")
     build.add_argument("--negatives", action=argparse.BooleanOptionalAction, default=False,
                        help="other words, silence and noise only (for false alarms per hour)")
+    build.add_argument("--noise", action="append", metavar="FOLDER",
+                       help="folder whose _background_noise_ makes the noise bed, repeatable (default: the --data folders)")
     build.add_argument("--split", choices=SPLITS, default="validation")
     build.add_argument("--seed", type=int, default=0)
 
@@ -70,7 +72,8 @@ def run_build(args: argparse.Namespace) -> int:
         negatives_only=args.negatives, split=args.split, seed=args.seed,
     )
     keywords = tuple(w for w in args.keywords.split(",") if w)
-    audio, events = streams.build([Path(d) for d in (args.data or [DEFAULT_DATA])], keywords, config)
+    noise = [Path(d) for d in args.noise] if args.noise else None
+    audio, events = streams.build([Path(d) for d in (args.data or [DEFAULT_DATA])], keywords, config, noise)
     out = Path(args.output)
     write_wav(out, audio, config.sample_rate)
     write_labels(labels_path(out), events)

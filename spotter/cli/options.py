@@ -51,6 +51,8 @@ def _number(kind: type, minimum: str | None) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
         if minimum == "non-negative" and not value >= 0:
             raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        if minimum == "share" and not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
         return value
 
     return convert

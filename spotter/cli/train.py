@@ -28,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "longer recordings with the word somewhere inside), or a folder of long recordings each with "
                         f"an Audacity label file <name>.txt (default: {defaults.data[0]})")
     parser.add_argument("--negatives", action="append", metavar="FOLDER", default=[],
-                        help="clip folder whose every word counts as other speech (_unknown_), repeatable")
+                        help="negatives, repeatable: a clip folder whose every word counts as other speech "
+                        "(_unknown_), and/or long recordings directly inside it whose every window does (running "
+                        "speech, a room with no events); `python -m spotter.train.synth` writes such a folder of "
+                        "synthesised phrases")
     parser.add_argument("--output", "-o", type=Path, default=Path("models/kws.tflite"),
                         help="model file to write; its card (.md), report and curves go next to it")
     parser.add_argument("--labels", help="comma-separated words or events to spot (default: the Speech Commands "
