@@ -131,17 +131,24 @@ def run_score(args: argparse.Namespace) -> int:
             print(f"  false alarm at {cause['time_s']:.2f} s: {cause['label']} ({cause['score']:.2f}) on {heard}")
         if len(causes) > FALSE_ALARMS_SHOWN:
             print(f"  ... and {len(causes) - FALSE_ALARMS_SHOWN} more in eval.json")
-    if "overall" in points:
-        p = points["overall"]
-        print(f"at {target} false alarms/h (all streams): threshold {p['threshold']:.4g}, recall {p['recall']:.1%}")
     chosen, tuned = calibration.decision.thresholds, calibration.result["overall"]
+    has_keywords = bool(tuned["events"])
     report = {"model": model_path.name, "decision": dataclasses.asdict(spotter.decision), "rule": evaluation.RULE,
               "streams": results, "operating_points": points, "det": calibration.det,
               "label_thresholds": {"thresholds": chosen, "overall": tuned}}
     (out / "eval.json").write_text(json.dumps(report, indent=1))
-    print(f"per-keyword thresholds sharing {target} false alarms/h equally (all streams): "
-          f"recall {tuned['recall']:.1%}, {tuned['false_alarms_per_hour']:.2f} false alarms/h; "
-          + ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
+    if not has_keywords:
+        print("no keyword events in these streams: only false alarms are measured, no thresholds chosen")
+    else:
+        p = points["overall"]
+        print(f"at {target} false alarms/h (all streams): threshold {p['threshold']:.4g}, recall {p['recall']:.1%}")
+        print(f"per-keyword thresholds sharing {target} false alarms/h equally (all streams): "
+              f"recall {tuned['recall']:.1%}, {tuned['false_alarms_per_hour']:.2f} false alarms/h; "
+              + ", ".join(f"{k} {v:g}" for k, v in chosen.items()))
+    if args.write_thresholds and not has_keywords:
+        print("spotter eval: --write-thresholds needs streams with keyword events; the model is unchanged",
+              file=sys.stderr)
+        return 2
     if args.write_thresholds:
         decision = calibration.decision
         modelfile.update_spec(model_path, spec.replace(decision=decision))
