@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data/speech_commands
 WAKEWORDS ?= ../shared/data/wakewords
 STREAMS := runs/streams
+TTS := runs/tts
+TTS_HELD := runs/tts-heldback
+PHRASES := runs/phrases
 
-.PHONY: install install-runtime test train train-computer train-jarvis eval bench bench-train demo clean
+.PHONY: install install-runtime test train train-computer train-jarvis eval eval-phrases bench bench-train demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +57,25 @@ eval: install $(foreach s,val test,$(foreach c,clean 10db neg-clean neg-10db,$(S
 	for s in val test; do for c in clean 10db; do \
 		$(BIN)/spotter eval run -m models/kws.tflite $(STREAMS)/$$s-$$c.wav $(STREAMS)/$$s-neg-$$c.wav \
 			--report runs/eval-$$s-$$c || exit 1; done; done
+
+# synthesised negatives (needs espeak-ng and festival, see README): 31 voices saying train/phrases/negatives.txt, and,
+# for evaluation only, the same voices saying train/phrases/heldback.txt (phrases no training run sees)
+$(TTS)/README.md: ; $(BIN)/python -m spotter.train.synth -o $(TTS)
+$(TTS_HELD)/README.md: ; $(BIN)/python -m spotter.train.synth --phrases train/phrases/heldback.txt --per-voice 100 --seed 7 -o $(TTS_HELD)
+
+# false alarms on speech no training run heard: the held-back synthesised phrases, and streams of held-back takes
+# of the other wake words (same crowd-sourced recording style as "computer" and "jarvis"), clean and at 10 dB
+$(PHRASES)/%-test-clean.wav: ; $(BIN)/spotter eval build --data $(WAKEWORDS) --keywords $* --split test --minutes 20 --seed 21 -o $@
+$(PHRASES)/%-test-10db.wav: ; $(BIN)/spotter eval build --data $(WAKEWORDS) --keywords $* --split test --minutes 20 --snr 10 --noise $(DATA) --seed 22 -o $@
+$(PHRASES)/%-test-neg-clean.wav: ; $(BIN)/spotter eval build --data $(WAKEWORDS) --keywords $* --negatives --split test --minutes 60 --seed 23 -o $@
+$(PHRASES)/%-test-neg-10db.wav: ; $(BIN)/spotter eval build --data $(WAKEWORDS) --keywords $* --negatives --split test --minutes 60 --snr 10 --noise $(DATA) --seed 24 -o $@
+
+eval-phrases: install $(TTS_HELD)/README.md $(foreach w,computer jarvis,$(foreach c,clean 10db neg-clean neg-10db,$(PHRASES)/$(w)-test-$(c).wav))
+	for m in kws computer jarvis; do \
+		$(BIN)/spotter eval run -m models/$$m.tflite $(TTS_HELD)/*.wav --report runs/eval-phrases-$$m-tts || exit 1; done
+	for w in computer jarvis; do for c in clean 10db; do \
+		$(BIN)/spotter eval run -m models/$$w.tflite $(PHRASES)/$$w-test-$$c.wav $(PHRASES)/$$w-test-neg-$$c.wav \
+			--report runs/eval-phrases-$$w-$$c || exit 1; done; done
 
 bench: install-runtime
 	$(BIN)/python bench/bench.py

@@ -214,6 +214,36 @@ def test_eval_cli_builds_runs_and_writes_thresholds(
     assert (tmp_path / "r" / "det.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_eval_run_on_streams_without_events_counts_every_detection(
+    shipped_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Recordings with empty label files are false-alarm streams: every detection counts, the all-streams line sums
+    them, no threshold is chosen, and --write-thresholds leaves the model as it was."""
+    import shutil
+
+    from .conftest import DEMO_WAV, read_clip
+
+    classifier = Classifier.load(shipped_model)
+    audio = read_clip(DEMO_WAV)
+    fired = len(Spotter(classifier, classifier.spec.decision).run(audio, 100.0))
+    assert fired > 0
+    streams = []
+    for name in ("a", "b"):
+        shutil.copy(DEMO_WAV, tmp_path / f"{name}.wav")
+        (tmp_path / f"{name}.txt").write_text("")
+        streams.append(str(tmp_path / f"{name}.wav"))
+    model = tmp_path / "kws.tflite"
+    shutil.copy(shipped_model, model)
+    capsys.readouterr()
+    assert main(["eval", "run", "-m", str(model), *streams, "--report", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert f"all 2 streams: recall - (0/0), {2 * fired} false alarms" in out
+    assert "no keyword events in these streams" in out
+    assert main(["eval", "run", "-m", str(model), *streams, "--report", str(tmp_path / "r"), "--write-thresholds"]) == 2
+    assert "needs streams with keyword events" in capsys.readouterr().err
+    assert model.read_bytes() == shipped_model.read_bytes()
+
+
 def test_eval_cli_bad_input_is_one_line(
     shipped_model: Path, speech_commands: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -131,6 +131,13 @@ def run_score(args: argparse.Namespace) -> int:
             print(f"  false alarm at {cause['time_s']:.2f} s: {cause['label']} ({cause['score']:.2f}) on {heard}")
         if len(causes) > FALSE_ALARMS_SHOWN:
             print(f"  ... and {len(causes) - FALSE_ALARMS_SHOWN} more in eval.json")
+    if len(results) > 1:
+        hits, events = (sum(r["overall"][k] for r in results.values()) for k in ("hits", "events"))
+        alarms = sum(r["overall"]["false_alarms"] for r in results.values())
+        hours = sum(r["duration_s"] for r in results.values()) / 3600
+        recall = f"{hits / events:.1%}" if events else "-"
+        print(f"all {len(results)} streams: recall {recall} ({hits}/{events}), {alarms} false alarms "
+              f"({alarms / hours:.2f}/h over {hours:.2f} h)")
     chosen, tuned = calibration.decision.thresholds, calibration.result["overall"]
     has_keywords = bool(tuned["events"])
     report = {"model": model_path.name, "decision": dataclasses.asdict(spotter.decision), "rule": evaluation.RULE,
