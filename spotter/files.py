@@ -27,6 +27,18 @@ def write_atomic(path: Path | str, data: bytes) -> None:
         raise
 
 
+def write_text(path: Path | str, text: str) -> None:
+    """UTF-8 text (reports, cards, eval.json), written atomically."""
+    write_atomic(path, text.encode("utf-8"))
+
+
+def save_figure(figure, path: Path | str) -> None:  # type: ignore[no-untyped-def]
+    """A matplotlib figure as PNG, rendered in memory and written atomically."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())
+
+
 def write_wav(path: Path | str, audio: np.ndarray, sample_rate: int) -> None:
     """A mono 16-bit PCM WAV, written atomically (`write_atomic`), its folder made if missing."""
     buffer = io.BytesIO()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import ModelSpec
+from .files import write_atomic
 
 SPEC_NAME = "spotter.json"
 TFLITE_IDENTIFIER = b"TFL3"
@@ -36,7 +37,8 @@ def pack(tflite: bytes, spec: ModelSpec) -> bytes:
 
 
 def write(path: Path, tflite: bytes, spec: ModelSpec) -> None:
-    Path(path).write_bytes(pack(tflite, spec))
+    """Written whole or not at all: a full disk or a crash mid-write leaves the old model loadable."""
+    write_atomic(path, pack(tflite, spec))
 
 
 def read(path: Path) -> tuple[bytes, ModelSpec]:

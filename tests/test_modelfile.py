@@ -169,3 +169,45 @@ def test_bad_pcen_settings_are_refused(
     path = _with_raw_spec(_flatbuffer(shipped_model), data, tmp_path / "bad.tflite")  # NaN survives the JSON
     with pytest.raises(ModelFileError, match="invalid spotter metadata: " + message):
         modelfile.read(path)
+
+
+def test_a_rewrite_that_fails_midway_leaves_the_model_byte_identical(
+    shipped_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk during `--write-thresholds` (here: the write raises ENOSPC halfway) leaves the old model file
+    whole and loadable, and no temporary file behind."""
+    import errno
+    import os
+    import shutil
+
+    from spotter import modelfile
+
+    model = tmp_path / "kws.tflite"
+    shutil.copy(shipped_model, model)
+    before = model.read_bytes()
+    spec = modelfile.read_spec(model)
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        """The temporary file takes half the bytes, then the disk is full."""
+
+        def __init__(self, fd: int, mode: str) -> None:
+            self.file = real_fdopen(fd, mode)
+
+        def __enter__(self) -> "FullDisk":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def write(self, data: bytes) -> int:
+            self.file.write(data[: len(data) // 2])
+            self.file.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", FullDisk)
+    with pytest.raises(OSError):
+        modelfile.update_spec(model, spec.replace(decision=spec.decision))
+    monkeypatch.undo()
+    assert model.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kws.tflite"]

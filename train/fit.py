@@ -17,6 +17,7 @@ from rich.progress import Progress
 
 from spotter import modelfile
 from spotter.config import BACKGROUND_LABELS, DecisionConfig, ModelSpec, ms_to_samples
+from spotter.files import write_text
 from spotter.features import LogMel
 from spotter.metrics import clip_metrics
 from spotter.model import Classifier
@@ -325,7 +326,7 @@ def write(
     modelfile.write(output, exported[chosen], spec)
     stem = output.with_suffix("")
     fitted.model.save(f"{stem}.keras")  # the trained network itself, so other exports need no retraining
-    Path(f"{stem}.report.json").write_text(json.dumps({"training": training, "metrics": metrics}, indent=1))
+    write_text(Path(f"{stem}.report.json"), json.dumps({"training": training, "metrics": metrics}, indent=1))
     report.save_confusion(
         metrics[f"{chosen}_validation"], Path(f"{stem}.confusion.png"), Path(f"{stem}.confusion.json"),
         f"{config.architecture} ({chosen}), validation speakers",

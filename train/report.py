@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from spotter.files import save_figure, write_text
+
 console = Console(stderr=True)
 
 
@@ -41,7 +43,7 @@ def print_metrics(title: str, metrics: dict[str, Any]) -> None:
 
 def save_confusion(metrics: dict[str, Any], png: Path, json_path: Path, title: str) -> None:
     """The confusion matrix as JSON (counts and labels) and as a PNG heat map with row-normalised colours."""
-    json_path.write_text(json.dumps({k: metrics[k] for k in ("labels", "confusion", "accuracy", "recall")}, indent=1))
+    write_text(json_path, json.dumps({k: metrics[k] for k in ("labels", "confusion", "accuracy", "recall")}, indent=1))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,7 +65,7 @@ def save_confusion(metrics: dict[str, Any], png: Path, json_path: Path, title: s
                         color="white" if rates[i, j] > 0.5 else "black")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
     plt.close(fig)
 
 
@@ -93,7 +95,7 @@ def save_det(det: dict[str, Any], points: dict[str, Any], png: Path, title: str,
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
     plt.close(fig)
 
 
@@ -221,7 +223,7 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
         lines += ["```", command, "```", ""]
     lines += [f"`spotter info --full {model_path}` prints every setting stored in the model file.", "", KEEP_MARK, ""]
     kept = kept_notes(path)
-    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
+    write_text(path, "\n".join(lines) + ("\n" + kept if kept else ""))
 
 
 def refresh_card(model_path: Path) -> Path | None:

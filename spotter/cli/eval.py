@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TARGET_FALSE_ALARMS_PER_HOUR
+from ..files import write_text
 from ..train.options import DEFAULT_WORDS, SPLITS, TrainConfig
 from .options import add_decision, add_model, decision_from_args, training_module
 
@@ -143,7 +144,7 @@ def run_score(args: argparse.Namespace) -> int:
     report = {"model": model_path.name, "decision": dataclasses.asdict(spotter.decision), "rule": evaluation.RULE,
               "streams": results, "operating_points": points, "det": calibration.det,
               "label_thresholds": {"thresholds": chosen, "overall": tuned}}
-    (out / "eval.json").write_text(json.dumps(report, indent=1))
+    write_text(out / "eval.json", json.dumps(report, indent=1))
     if not has_keywords:
         print("no keyword events in these streams: only false alarms are measured, no thresholds chosen")
     else:
@@ -199,5 +200,5 @@ def run_clips(args: argparse.Namespace) -> int:
     metrics = clip_metrics(clips.truth, classifier.predict(clips.frames), spec.labels)
     print_metrics(f"{model_path.name} on {args.split} clips", metrics)
     if args.report:
-        Path(args.report).write_text(json.dumps(metrics, indent=1))
+        write_text(Path(args.report), json.dumps(metrics, indent=1))
     return 0
