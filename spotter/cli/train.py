@@ -15,7 +15,7 @@ from .options import CommandError, add_config_flags, config_from_args, training_
 HELP = "train a model (needs the training extra: pip install 'spotter[train]')"
 CONFIG_FLAGS = (
     "window_ms", "architecture", "epochs", "per_class", "unknown_weight", "hard_negative_share", "label_smoothing",
-    "augment.shift_ms", "augment.keyword_inside", "batch_size", "learning_rate", "quantize", "seed", "max_per_word",
+    "augment.shift_ms", "augment.keyword_inside", "augment.context", "augment.partial_keywords", "batch_size", "learning_rate", "quantize", "seed", "max_per_word",
     "steps_per_epoch", "features.compression", "features.noise_floor", "feature_variants", "refresh_epochs",
 )
 NEGATIVE_MINUTES_PER_KEYWORD_MINUTE = TuneSettings().negative_minutes / TuneSettings().keyword_minutes
