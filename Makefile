@@ -32,7 +32,7 @@ train: install $(foreach c,clean 10db neg-clean neg-10db,$(STREAMS)/val-$(c).wav
 	$(BIN)/spotter train --data $(DATA) --architecture tc-resnet8 --shift-ms 400 --keyword-inside --unknown-weight 3 \
 		--hard-negatives 0 --no-tune --output models/kws.tflite
 	$(BIN)/spotter eval run -m models/kws.tflite $(foreach c,clean 10db neg-clean neg-10db,$(STREAMS)/val-$(c).wav) \
-		--hop-ms 200 --smoothing-ms 400 --write-thresholds --report runs/eval-tune
+		--hop-ms 100 --smoothing-ms 400 --write-thresholds --report runs/eval-tune
 
 train-computer: install
 	$(BIN)/spotter train --data $(WAKEWORDS) --labels computer --negatives $(DATA) --epochs 40 --unknown-weight 3 \
