@@ -76,7 +76,9 @@ def test_synthesised_folder_trains_as_negatives(speech_commands: Path, tmp_path:
     assert counts["clips"] == 4 and counts["recordings"] == 2
     for voice in voices:
         assert (out / "snow" / f"{voice.speaker}_nohash_0.wav").is_file()
-        assert read_labels(out / f"{voice.speaker}.txt") == []
+        said = read_labels(out / f"{voice.speaker}.txt")
+        assert [e.label for e in said] == [UNKNOWN] * 3 and sorted(e.said for e in said) == sorted(phrases)
+        assert all(a.end < b.start for a, b in zip(said, said[1:]))
     pool = load_pool(_sc_slice(speech_commands, tmp_path), LABELS, negatives=[out])
     from_tts = [i for i, (w, s) in enumerate(zip(pool.words, pool.speakers))
                 if w in ("snow", "nose") or s.endswith(".wav")]

@@ -9,8 +9,9 @@ negatives, never as a keyword's only positives.
 The folder holds, per phrase short enough for one window, a word folder with one clip per voice
 (`<phrase>/<voice>_nohash_0.wav`: the voice is the speaker, so the speaker-disjoint split holds voices back), and
 per voice one long recording of phrases back to back (`<voice>.wav`: running speech, every window `_unknown_`,
-its last stretch held back in time order), with an empty Audacity label file, so that `spotter eval run` takes it
-as a stream with no events (false alarms per hour on speech a model has never heard). Phrases that contain a keyword of the model are refused: a negative that
+its last stretch held back in time order), with an Audacity label file that marks each phrase as `_unknown_:<phrase>`,
+so that `spotter eval run` takes it as a stream with no keyword (false alarms per hour on speech a model has never
+heard) and names the phrase behind each false alarm. Phrases that contain a keyword of the model are refused: a negative that
 says the keyword teaches the model to miss it.
 
     python -m spotter.train.synth -o runs/tts                       # the shipped phrase list
@@ -30,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spotter.config import ms_to_samples
+from spotter.config import UNKNOWN, ms_to_samples
 from spotter.files import write_atomic, write_wav
-from spotter.labels import labels_path, write_labels
+from spotter.labels import Event, labels_path, write_labels
 
 from .audio import read_audio, spoken_part
 from .options import DEFAULT_WORDS
@@ -130,6 +131,8 @@ def synthesize(
             rng = np.random.default_rng([seed, number])
             chosen = set(rng.permutation(len(phrases))[:per_voice].tolist())
             running: list[np.ndarray] = []
+            said: list[Event] = []
+            position = 0
             for index, phrase in enumerate(phrases):
                 audio = render(voice, phrase, rng, Path(scratch))
                 start, end = spoken_part(audio, SAMPLE_RATE)
@@ -140,10 +143,12 @@ def synthesize(
                 if index in chosen:
                     gap = ms_to_samples(float(rng.uniform(*GAP_MS)), SAMPLE_RATE)
                     running += [spoken, np.zeros(gap, np.int16)]
+                    said.append(Event(position / SAMPLE_RATE, (position + spoken.size) / SAMPLE_RATE, UNKNOWN, phrase))
+                    position += spoken.size + gap
             if running:
                 speech = np.concatenate(running)
                 write_wav(output / f"{voice.speaker}.wav", speech, SAMPLE_RATE)
-                write_labels(labels_path(output / f"{voice.speaker}.wav"), [])  # no events: a false-alarm stream
+                write_labels(labels_path(output / f"{voice.speaker}.wav"), said)  # no keyword: a false-alarm stream
                 counts["recordings"] += 1
                 counts["seconds"] += int(speech.size // SAMPLE_RATE)
             log(f"{voice.speaker}: done ({number + 1}/{len(voices)})")
