@@ -34,8 +34,8 @@ train: install $(foreach c,clean 10db neg-clean neg-10db,$(STREAMS)/val-$(c).wav
 	$(BIN)/spotter eval run -m models/kws.tflite $(foreach c,clean 10db neg-clean neg-10db,$(STREAMS)/val-$(c).wav) \
 		--hop-ms 100 --smoothing-ms 400 --write-thresholds --report runs/eval-tune
 
-train-computer: install
-	$(BIN)/spotter train --data $(WAKEWORDS) --labels computer --negatives $(DATA) --epochs 40 --unknown-weight 3 \
+train-computer: install $(TTS)/README.md
+	$(BIN)/spotter train --data $(WAKEWORDS) --labels computer --negatives $(DATA) --negatives $(TTS) --epochs 40 --unknown-weight 3 \
 		--output models/computer.tflite
 
 train-jarvis: install

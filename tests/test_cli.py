@@ -21,10 +21,14 @@ from scipy.signal import resample_poly
 
 from spotter.cli import main
 from spotter.cli.train import CONFIG_FLAGS, config_of
+from spotter.model import Classifier
 from spotter.sources import WavFile
 from spotter.train.options import TrainConfig
 
-from .conftest import DEMO_WAV, write_wav
+from .conftest import DEMO_WAV, SHIPPED_MODEL, write_wav
+
+BORDERLINE_SCORE = 0.01
+"""A detection this close above its threshold may come or go with a resampler's rounding."""
 
 SPOTTER = [sys.executable, "-m", "spotter"]
 
@@ -96,10 +100,20 @@ def test_other_rate_and_stereo_are_converted(file_result, demo_pcm: np.ndarray, 
     path = write_wav(tmp_path / "stereo44k.wav", stereo, 44100)
     result = listen("--input", str(path))
     assert result.returncode == 0, result.stderr.decode()
-    original = [(e["label"], e["offset"]) for e in events(file_result)]
-    converted = [(e["label"], e["offset"]) for e in events(result)]
-    assert [label for label, _ in converted] == [label for label, _ in original]
-    assert all(abs(a - b) <= 0.2 + 1e-6 for (_, a), (_, b) in zip(converted, original))  # at most one 200 ms hop apart
+    original, converted = events(file_result), events(result)
+    decision = Classifier.load(SHIPPED_MODEL).spec.decision
+
+    def unmatched(mine: list[dict], theirs: list[dict]) -> list[dict]:
+        """Events the other run has no counterpart for (same label, within one hop)."""
+        hop = decision.hop_ms / 1000 + 1e-6
+        return [e for e in mine if not any(o["label"] == e["label"] and abs(o["offset"] - e["offset"]) <= hop
+                                           for o in theirs)]
+
+    assert len(original) >= 8
+    # resampling changes scores by a few thousandths: only a detection that barely passed its threshold may differ
+    for event in unmatched(original, converted) + unmatched(converted, original):
+        assert event["score"] < decision.threshold_for(event["label"]) + BORDERLINE_SCORE, event
+    assert len(unmatched(original, converted)) <= 1 and len(unmatched(converted, original)) <= 1
 
 
 def test_threshold_overrides(file_result: subprocess.CompletedProcess[bytes]) -> None:
