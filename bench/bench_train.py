@@ -27,7 +27,7 @@ WAVEFORM_CHUNK = 512
 def waveform_epoch(sampler: EpochSampler, config: TrainConfig, seed: int) -> float:
     """Seconds to make one epoch's examples by augmenting waveforms and computing their log-mel frames."""
     rng = np.random.default_rng(seed)
-    rows, _, silent, partial = sampler.draw(rng)
+    rows, _, silent, _ = sampler.draw(rng)  # the waveform recipe has no cut-off keywords
     frontend = sampler.frontend
     started = time.perf_counter()
     for start in range(0, rows.size, WAVEFORM_CHUNK):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .config import BACKGROUND_LABELS
-from .files import write_atomic
+from .files import write_text
 
 SECONDS_DECIMALS = 7
 """One sample at 16 kHz is 1/16000 s: seven decimals keep every boundary on its sample."""
@@ -77,4 +77,4 @@ def read_labels(path: Path) -> list[Event]:
 
 def write_labels(path: Path, events: Iterable[Event]) -> None:
     text = "".join(f"{e.start:.{SECONDS_DECIMALS}f}\t{e.end:.{SECONDS_DECIMALS}f}\t{e.text}\n" for e in events)
-    write_atomic(path, text.encode("utf-8"))
+    write_text(path, text)

@@ -53,19 +53,15 @@ class Recording:
     labels_path: Path
 
 
-def find_recordings(folder: Path) -> list[Recording]:
-    """Audio files in `folder` (not its subfolders) that have an Audacity label file of the same name (.txt)."""
-    found = []
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES and labels_path(path).is_file():
-            found.append(Recording(path, labels_path(path)))
-    return found
-
-
 def find_audio(folder: Path) -> list[Recording]:
     """Every audio file in `folder` (not its subfolders), label file or not: long recordings of negatives."""
     return [Recording(p, labels_path(p)) for p in sorted(folder.iterdir())
             if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
+
+
+def find_recordings(folder: Path) -> list[Recording]:
+    """Audio files in `folder` (not its subfolders) that have an Audacity label file of the same name (.txt)."""
+    return [recording for recording in find_audio(folder) if recording.labels_path.is_file()]
 
 
 def read_recording(recording: Recording, sample_rate: int) -> tuple[np.ndarray, list[Span]]:
@@ -172,7 +168,8 @@ def annotated_windows(
     have count as background, and so does everything in a `negative` recording (every window `_unknown_`). Each
     split's windows come from its own stretch of the recording."""
     audio, spans = read_recording(recording, sample_rate)
-    known = [] if negative else [s for s in spans if s.label in labels]
+    events = [] if negative else spans
+    known = [s for s in events if s.label in labels]
     first, second = split_points(audio.size, spans, validation_pct, test_pct)
     positive_stride = max(1, ms_to_samples(POSITIVE_STRIDE_MS, sample_rate))
     negative_every = max(1, int(round(NEGATIVE_STRIDE_MS / POSITIVE_STRIDE_MS)))
@@ -182,8 +179,7 @@ def annotated_windows(
     held_back: dict[str, HeldBack] = {}
     for split, lo, hi in (("train", 0, first), ("validation", first, second), ("test", second, audio.size)):
         if split != "train" and hi > lo:
-            inside = [Span(s.start - lo, s.end - lo, s.label) for s in ([] if negative else spans)
-                      if lo <= s.start and s.end <= hi]
+            inside = [Span(s.start - lo, s.end - lo, s.label) for s in events if lo <= s.start and s.end <= hi]
             held_back[split] = HeldBack(f"{recording.audio_path.name}:{split}", audio[lo:hi].copy(), inside)
         starts = np.arange(lo, hi - length + 1, positive_stride)
         for k, (start, label) in enumerate(zip(starts.tolist(), window_labels(starts, length, known))):

@@ -239,6 +239,8 @@ class EpochSampler:
         self.hard_rows = np.zeros(0, np.int64)
         """Training negatives the model last scored highest for a keyword (see `mine`)."""
         self.keyword_indices = [i for i, label in enumerate(pool.labels) if label not in BACKGROUND_LABELS]
+        self.keyword_rows = np.concatenate([self.rows[pool.labels[i]] for i in self.keyword_indices] or [np.zeros(0, np.int64)])
+        """Training keyword clips, which `AugmentConfig.partial_keywords` cuts off as other speech."""
 
     def mine(self, predict) -> float:  # type: ignore[no-untyped-def]
         """Score every training negative (clean, centred) with `predict` (frames -> posteriors) and keep the
@@ -261,11 +263,14 @@ class EpochSampler:
         """Which clips an epoch holds, shuffled: pool rows, label indices, which rows are silence, and which are
         keywords to cut off as other speech (`AugmentConfig.partial_keywords`)."""
         chosen, truth, silent, partial = [], [], [], []
-        keyword_rows = np.concatenate([self.rows[self.pool.labels[i]] for i in self.keyword_indices])
+        keyword_rows = self.keyword_rows
+        share = self.config.augment.partial_keywords
         for index, label in enumerate(self.pool.labels):
             rows = self.rows[label]
             count = self.config.examples_of(label)
-            cut = int(round(count * self.config.augment.partial_keywords)) if label == UNKNOWN and keyword_rows.size else 0
+            cut = 0
+            if label == UNKNOWN and keyword_rows.size and share > 0:
+                cut = int(round(count * share)) if rows.size else count  # no other words: all cut-off keywords
             if label == SILENCE or rows.size == 0 and not cut:
                 chosen.append(np.zeros(count, np.int64))
                 silent.append(np.full(count, label == SILENCE))
@@ -276,8 +281,7 @@ class EpochSampler:
                 if hard:
                     parts.append(rng.choice(self.hard_rows, hard, replace=self.hard_rows.size < hard))
                 if whole - hard:
-                    source = rows if rows.size else keyword_rows
-                    parts.append(rng.choice(source, whole - hard, replace=source.size < whole - hard))
+                    parts.append(rng.choice(rows, whole - hard, replace=rows.size < whole - hard))
                 chosen.append(np.concatenate(parts))
                 silent.append(np.zeros(count, bool))
             partial.append(np.arange(count) < cut)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from spotter.config import UNKNOWN, ms_to_samples
-from spotter.files import write_atomic, write_wav
+from spotter.files import write_text, write_wav
 from spotter.labels import Event, labels_path, write_labels
 
 from .audio import read_audio, spoken_part
@@ -49,6 +49,7 @@ ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbc
 ESPEAK_VARIANTS = ("m1", "m3", "f2", "f4")
 """espeak-ng voice variants: two male, two female formant sets, so each accent gets four speakers."""
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
+FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
 ESPEAK_WORDS_PER_MINUTE = (130, 200)
 ESPEAK_PITCH = (25, 75)
 FESTIVAL_STRETCH = (0.85, 1.25)
@@ -83,7 +84,7 @@ def available_voices() -> list[Voice]:
 
 
 def _festival_has(name: str) -> bool:
-    return any(Path(root).glob(f"*/{name}") for root in ("/usr/share/festival/voices",))
+    return any(FESTIVAL_VOICE_DIR.glob(f"*/{name}"))
 
 
 def read_phrases(path: Path, keywords: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -165,7 +166,7 @@ def describe(output: Path, source: Path, voices: list[Voice], per_voice: int, se
         "Voices: " + ", ".join(v.speaker for v in voices) + ".", "",
         "Synthetic speech (espeak-ng, GPL-3.0; festival and its voices, free licences): no recorded person's voice.",
     ]
-    write_atomic(output / "README.md", ("\n".join(lines) + "\n").encode("utf-8"))
+    write_text(output / "README.md", "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
