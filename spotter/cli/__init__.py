@@ -46,5 +46,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        # a full disk, a read-only or vanished folder: what failed and on which file, in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"spotter: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 0

@@ -10,13 +10,14 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ..config import TARGET_FALSE_ALARMS_PER_HOUR
 from ..files import write_text
 from ..train.options import DEFAULT_WORDS, SPLITS, TrainConfig
-from .options import add_decision, add_model, decision_from_args, training_module
+from .options import CommandError, add_decision, add_model, decision_from_args, training_module
 
 HELP = "streaming evaluation: build streams, score models, DET curves"
 DEFAULT_DATA = TrainConfig().data[0]
@@ -98,12 +99,17 @@ def run_score(args: argparse.Namespace) -> int:
     classifier = Classifier.load(model_path)
     spec = classifier.spec
     spotter = Spotter(classifier, decision_from_args(spec.decision, args, spec.labels), record=True)
+    out = Path(args.report)
+    try:  # before the long pass over the audio, not after it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot make the report folder {out}: {exc.strerror or exc}") from None
     target = TARGET_FALSE_ALARMS_PER_HOUR
     window_s = spec.features.samples_for(spec.window_frames) / spec.features.sample_rate
     traces = []
     results: dict[str, Any] = {}
     for wav in [Path(p) for p in args.streams]:
-        truth = read_labels(labels_path(wav))
+        truth = _known_labels(read_labels(labels_path(wav)), spec.labels, labels_path(wav))
         audio = np.concatenate(list(WavFile(wav, spec.features.sample_rate)))
         detections, trace = evaluation.run_stream(spotter, audio)
         traces.append((trace, truth))
@@ -112,8 +118,6 @@ def run_score(args: argparse.Namespace) -> int:
         results[wav.name]["false_alarm_causes"] = evaluation.false_alarm_causes(false_alarms, truth, window_s)
     calibration = evaluation.calibrate(traces, spec.labels, spotter.decision, target)
     points = calibration.operating_points
-    out = Path(args.report)
-    out.mkdir(parents=True, exist_ok=True)
     written = [out / "eval.json"]
     try:
         save_det(calibration.det, points, out / "det.png", f"{model_path.name}: {', '.join(results)}", target)
@@ -167,6 +171,19 @@ def run_score(args: argparse.Namespace) -> int:
             print(f"rewrote {card} with them", file=sys.stderr)
     print(f"report: {', '.join(map(str, written))}", file=sys.stderr)
     return 0
+
+
+def _known_labels(truth: list[Any], labels: tuple[str, ...], source: Path) -> list[Any]:
+    """Events whose label the model does not have (a typo, another model's word, an extra column) cannot be hits:
+    they are scored as other sounds (`_unknown_:<label>`), and named once on stderr instead of silently missed."""
+    from ..config import UNKNOWN
+
+    foreign = Counter(e.label for e in truth if e.label not in labels)
+    if foreign:
+        named = ", ".join(f"{label!r} ({count})" for label, count in sorted(foreign.items()))
+        print(f"spotter eval: {source}: labels the model does not have, scored as other sounds: {named}",
+              file=sys.stderr)
+    return [dataclasses.replace(e, label=UNKNOWN, said=e.label) if e.label in foreign else e for e in truth]
 
 
 def _as_list(value: Any) -> list[str]:
