@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import math
 import typing
 from typing import Any, Callable, Iterable, TypeVar
 
-from ..config import DecisionConfig
+from ..config import THRESHOLDS, DecisionConfig, Range, finite
 
 EXIT_BAD_INPUT = 2
 DECISION_FLAGS = ("hop_ms", "smoothing_ms", "refractory_ms")
@@ -37,22 +36,19 @@ def training_module(name: str, command: str) -> Any:
                            "pip install 'spotter[train]'") from None
 
 
-def _number(kind: type, minimum: str | None) -> Callable[[str], Any]:
-    """A converter that refuses non-finite numbers and, with `minimum`, those below it, with the flag's name."""
+def _number(kind: type, allowed: Range) -> Callable[[str], Any]:
+    """A converter that refuses non-finite numbers and those outside the field's range (the rule a model file's
+    value meets too, `config.check_fields`), with the flag's name."""
 
     def convert(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        if kind is float and not math.isfinite(value):
+        if not finite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        if minimum == "positive" and not value > 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-        if minimum == "non-negative" and not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-        if minimum == "share" and not 0 <= value <= 1:
-            raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"must be {allowed.words()}, got {text}")
         return value
 
     return convert
@@ -95,7 +91,7 @@ def add_config_flags(parser: argparse.ArgumentParser, defaults: Any, paths: Iter
         elif "choices" in meta:
             kwargs["choices"] = meta["choices"]
         else:
-            kwargs["type"] = _number(kind, meta.get("minimum")) if kind in (int, float) else kind
+            kwargs["type"] = _number(kind, meta["allowed"]) if kind in (int, float) else kind
             kwargs["metavar"] = meta.get("metavar", path.rpartition(".")[2].upper())
         parser.add_argument(*names, **kwargs)
 
@@ -136,8 +132,8 @@ def _parse_thresholds(values: list[str], labels: tuple[str, ...]) -> tuple[dict[
             threshold = float(number)
         except ValueError:
             raise CommandError(f"--threshold {value!r}: expected VALUE or LABEL=VALUE with a number") from None
-        if not 0.0 <= threshold <= 1.0:
-            raise CommandError(f"--threshold {value!r}: the value must lie between 0 and 1")
+        if not (finite(threshold) and threshold in THRESHOLDS):
+            raise CommandError(f"--threshold {value!r}: the value must be {THRESHOLDS.words()}")
         if label:
             if label not in labels:
                 raise CommandError(f"--threshold {value!r}: the model has no label {label!r} (labels: {', '.join(labels)})")
