@@ -7,8 +7,9 @@
 # libportaudio2: sounddevice's PortAudio. libasound2-plugins: ALSA's pulse plugin, which is how PortAudio
 # (ALSA host API) reaches PulseAudio: its "default" and "pulse" devices.
 #
-# Idempotent: a server that already answers is reused, the sink is loaded once. Works as root (the daemon
-# warns that it is not meant to run as root, and runs). Exits 0 only when `pactl info` shows the defaults.
+# Idempotent: a server that already answers is reused, the sink is loaded once; one that was just killed is
+# replaced. Works as root (the daemon warns that it is not meant to run as root, and runs). Exits 0 only when
+# `pactl info` shows the defaults.
 set -euo pipefail
 
 SINK="${SPOTTER_PULSE_SINK:-spotter_null}"
@@ -22,6 +23,12 @@ for tool in pulseaudio pactl; do
 done
 
 if ! pactl info >/dev/null 2>&1; then
+    # A server that was just killed (tests/test_microphone.py kills it) lingers as a zombie until reaped; its pid
+    # file still names it, and a new daemon would refuse to start ("Daemon already running"). Wait for it to go.
+    for _ in $(seq 50); do
+        pulseaudio --check 2>/dev/null || break
+        sleep 0.1
+    done
     # --exit-idle-time=-1: a CI job may wait longer than the default 20 s between clients.
     pulseaudio --daemonize=yes --system=false --exit-idle-time=-1 --log-target="file:$LOG" \
         || { echo "pulseaudio.sh: pulseaudio did not start (log: $LOG)" >&2; exit 1; }

@@ -7,10 +7,15 @@ libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins); .ci/pulseaudio.sh
 answers. Skips, with the reason, where that is not available. A server that already answers is never
 reconfigured, and the test runs only where its defaults are a null sink and that sink's monitor, so it never
 plays through speakers.
+
+Device loss is tested on the same path: the server is killed (or frozen) while `spotter listen` captures, which
+must then exit 2 with one line, or with --reconnect carry on once .ci/pulseaudio.sh has started a new server.
+Each such test leaves a server answering, as the script makes one, for the tests after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,10 +43,26 @@ KEEPALIVE_S = 3.0
 PLAY_UNTIL_S = 23.5
 """Play demo/keywords.wav only this far: all ten keywords (the last ends at 22.3 s), and the test stays short."""
 SUMMARY = re.compile(r"^spotter: ([0-9.]+) s of audio, (\d+) detections?, (\d+) dropped blocks?", re.M)
+LOST = re.compile(r"^spotter: the microphone \(.+\) stopped delivering audio \(device lost\)")
+PORTAUDIO_NOISE = ("Expression '", "ALSA lib ")
+"""Lines PortAudio's ALSA host API and ALSA print on stderr themselves when the server goes (spotter cannot
+silence them: the library exports no hook for its debug output)."""
+CAPTURE_BEFORE_LOSS_S = 2.0
+EXIT_WITHIN_S = 8.0
+"""A dead server ends the stream at once and a frozen one is noticed after 2 s without samples (spotter.sources);
+the rest is slack for a loaded machine. Before, spotter never exited."""
+RECONNECT_WITHIN_S = 30.0
+"""Attempts come 0.5, 1.5, 3.5, 7.5 and 15.5 s after the loss; a new server takes a few seconds to start."""
+RECONNECT_CLIP_S = 8.0
+"""Played once the microphone is back: "yes", "no" and "up"."""
 
 
 def _pactl_info() -> subprocess.CompletedProcess[str]:
     return subprocess.run(["pactl", "info"], capture_output=True, text=True, timeout=10)
+
+
+def _pactl_fields() -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in _pactl_info().stdout.splitlines() if ": " in line)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +77,7 @@ def null_sink() -> str:
     info = _pactl_info()
     if info.returncode != 0:
         pytest.skip(f"no PulseAudio server answers `pactl info`: {info.stderr.strip()}")
-    fields = dict(line.split(": ", 1) for line in info.stdout.splitlines() if ": " in line)
+    fields = _pactl_fields()
     sink, source = fields.get("Default Sink", ""), fields.get("Default Source", "")
     sinks = subprocess.run(["pactl", "list", "short", "sinks"], capture_output=True, text=True, timeout=10).stdout
     drivers = {row.split("\t")[1]: row.split("\t")[2] for row in sinks.splitlines() if row.count("\t") >= 2}
@@ -75,11 +96,11 @@ def model() -> Path:
     return MODEL
 
 
-@pytest.fixture
-def keepalive(null_sink: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Silence streamed into the null sink for the whole test (pacat reads /dev/zero, paced by the server)."""
+@contextlib.contextmanager
+def _silence_into(sink: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Silence streamed into the null sink (pacat reads /dev/zero, paced by the server)."""
     writer = subprocess.Popen(
-        ["pacat", "--playback", f"--device={null_sink}", "--raw", "--format=s16le", "--rate=16000", "--channels=1",
+        ["pacat", "--playback", f"--device={sink}", "--raw", "--format=s16le", "--rate=16000", "--channels=1",
          "/dev/zero"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -90,9 +111,66 @@ def keepalive(null_sink: str) -> Iterator[subprocess.Popen[bytes]]:
         writer.wait(timeout=5)
 
 
+@pytest.fixture
+def keepalive(null_sink: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Silence into the null sink for the whole test (until the server goes, in the device-loss tests)."""
+    with _silence_into(null_sink) as writer:
+        yield writer
+
+
+def _start_server() -> None:
+    started = subprocess.run(["bash", str(PULSE_SCRIPT)], capture_output=True, text=True, timeout=30)
+    assert started.returncode == 0, f".ci/pulseaudio.sh failed: {started.stderr}"
+
+
+@pytest.fixture
+def server_pid(null_sink: str) -> Iterator[int]:
+    """The answering server's pid, read from the pid file beside its socket, for a test that kills or freezes it.
+    Afterwards the server is thawed, or a new one started, so that a server answers again."""
+    pid_file = Path(_pactl_fields().get("Server String", "")).parent / "pid"
+    if not pid_file.is_file():
+        pytest.skip(f"no pid file beside the server's socket ({pid_file}): cannot tell which process to kill")
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        _start_server()
+
+
 def _default_sigint() -> None:
     """A child started from a non-interactive shell's background job inherits SIGINT ignored; Ctrl-C must reach it."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _listening(model: Path, tmp_path: Path, *flags: str) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
+    """`spotter listen --quiet` on the default microphone, stdout and stderr to files; killed if left running."""
+    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        listener = subprocess.Popen(
+            [sys.executable, "-m", "spotter", "listen", "--quiet", "--model", str(model), *flags],
+            stdout=out, stderr=err, preexec_fn=_default_sigint,
+        )
+    try:
+        yield listener, out_path, err_path
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+
+
+def _exit_code_within(process: subprocess.Popen[bytes], seconds: float, err_path: Path) -> int:
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"spotter still runs {seconds:.0f} s after the microphone went:\n{err_path.read_text()}")
+
+
+def _own_lines(stderr: str) -> list[str]:
+    """stderr without the lines PortAudio and ALSA write themselves."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(PORTAUDIO_NOISE)]
 
 
 def _spotter(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -155,13 +233,7 @@ def test_listen_default_microphone_hears_played_keywords(
     keywords = set(truth) - NOT_KEYWORDS
     assert len(keywords) >= 8
 
-    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with out_path.open("w") as out, err_path.open("w") as err:
-        listener = subprocess.Popen(
-            [sys.executable, "-m", "spotter", "listen", "--quiet", "--model", str(model)],
-            stdout=out, stderr=err, preexec_fn=_default_sigint,
-        )
-    try:
+    with _listening(model, tmp_path) as (listener, out_path, err_path):
         # The banner comes just before the stream opens; model loading overlaps the keep-alive's head start.
         assert _wait_for(err_path, "spotter: model", listener, 20), err_path.read_text()
         time.sleep(max(0.5, keepalive_started + KEEPALIVE_S - time.monotonic()))
@@ -173,10 +245,6 @@ def test_listen_default_microphone_hears_played_keywords(
         time.sleep(1.0)  # the last keyword's window and smoothing
         listener.send_signal(signal.SIGINT)
         code = listener.wait(timeout=10)
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
     stdout, stderr = out_path.read_text(), err_path.read_text()
 
     assert code == 0, stderr
@@ -195,3 +263,68 @@ def test_listen_default_microphone_hears_played_keywords(
     # The whole clip went through the stream in real time (listening began before it and ended after).
     assert seconds >= PLAY_UNTIL_S, stderr
     assert detections == len(records)
+
+
+@pytest.mark.parametrize("loss", [signal.SIGKILL, signal.SIGSTOP], ids=["server killed", "server frozen"])
+def test_listen_exits_with_one_line_when_the_microphone_is_lost(
+    model: Path, keepalive: subprocess.Popen[bytes], server_pid: int, loss: int, tmp_path: Path
+) -> None:
+    """A server that dies ends the stream; one that freezes stops the samples. Either way: exit 2 within seconds,
+    one line saying so, no traceback (before: spotter hung forever)."""
+    with _listening(model, tmp_path) as (listener, _, err_path):
+        assert _wait_for(err_path, "spotter: model", listener, 20), err_path.read_text()
+        time.sleep(CAPTURE_BEFORE_LOSS_S)
+        assert listener.poll() is None, f"spotter exited early: {err_path.read_text()}"
+        os.kill(server_pid, loss)
+        code = _exit_code_within(listener, EXIT_WITHIN_S, err_path)
+    stderr = err_path.read_text()
+    assert code == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = _own_lines(stderr)
+    assert all(line.startswith("spotter: ") for line in lines), stderr
+    assert LOST.match(lines[-1]) and sum(1 for line in lines if LOST.match(line)) == 1, stderr
+    assert SUMMARY.search(stderr), stderr
+
+
+def test_listen_reconnects_when_a_server_is_back(
+    null_sink: str, model: Path, keepalive: subprocess.Popen[bytes], server_pid: int, tmp_path: Path
+) -> None:
+    """With --reconnect the loss is one line, each attempt another, and keywords played once a new server runs
+    are detected: the stream goes on where it was."""
+    clip = _head_of_wav(DEMO_WAV, RECONNECT_CLIP_S, tmp_path / "keywords-head.wav")
+    keywords = {event.label for event in read_labels(DEMO_LABELS) if event.end < RECONNECT_CLIP_S} - NOT_KEYWORDS
+    with _listening(model, tmp_path, "--reconnect") as (listener, out_path, err_path):
+        assert _wait_for(err_path, "spotter: model", listener, 20), err_path.read_text()
+        time.sleep(CAPTURE_BEFORE_LOSS_S)
+        os.kill(server_pid, signal.SIGKILL)
+        assert _wait_for(err_path, "reconnecting in", listener, EXIT_WITHIN_S), err_path.read_text()
+        _start_server()
+        with _silence_into(null_sink):
+            assert _wait_for(err_path, "spotter: microphone back", listener, RECONNECT_WITHIN_S), err_path.read_text()
+            played = subprocess.run(["paplay", f"--device={null_sink}", str(clip)], capture_output=True, text=True,
+                                    timeout=RECONNECT_CLIP_S + 15)
+            assert played.returncode == 0, played.stderr
+            time.sleep(1.0)  # the last keyword's window and smoothing
+            listener.send_signal(signal.SIGINT)
+            code = listener.wait(timeout=10)
+    stdout, stderr = out_path.read_text(), err_path.read_text()
+
+    assert code == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = _own_lines(stderr)
+    assert all(line.startswith("spotter: ") for line in lines), stderr
+    assert sum(1 for line in lines if LOST.match(line) and line.endswith("reconnecting in 0.5 s")) == 1, stderr
+    assert all(re.match(r"spotter: reconnect attempt \d+ failed \(.+\); next in [0-9.]+ s$", line)
+               for line in lines if "reconnect attempt" in line), stderr
+    assert re.search(r"^spotter: microphone back after \d+ attempts?: ", stderr, re.M), stderr
+    heard = {json.loads(line)["label"] for line in stdout.splitlines()}
+    assert heard & keywords and not heard & NOT_KEYWORDS, f"heard {sorted(heard)} of {sorted(keywords)}"
+    summary = SUMMARY.search(stderr)
+    assert summary and float(summary.group(1)) >= RECONNECT_CLIP_S, stderr
+
+
+def test_reconnect_is_for_the_microphone_only(capsys: pytest.CaptureFixture[str]) -> None:
+    from spotter.cli import main
+
+    assert main(["listen", "--quiet", "--reconnect", "--input", str(DEMO_WAV)]) == 2
+    assert capsys.readouterr().err == "spotter: --reconnect is for the microphone; it does not apply to --input\n"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .options import EXIT_BAD_INPUT, add_decision, add_model, decision_from_args
+from .options import EXIT_BAD_INPUT, CommandError, add_decision, add_model, decision_from_args
 
 HELP = "detect keywords live (microphone) or in a WAV file or stdin; JSON lines out"
 SILENT_DB = -120.0
@@ -30,13 +30,34 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model(parser)
     parser.add_argument("--input", "-i", help="WAV file, or - for raw s16le mono PCM on stdin; default: microphone")
-    parser.add_argument("--rate", type=int, default=16000, help="sample rate of raw PCM on stdin (default 16000)")
+    parser.add_argument("--rate", type=_stdin_rate, default=16000,
+                        help="sample rate of raw PCM on stdin (default 16000)")
     parser.add_argument("--device", "-d", help="input device: index or part of its name (see: spotter devices)")
+    parser.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=False,
+                        help="when the microphone stops delivering (unplugged, sound server gone), reopen it with "
+                             "backoff and go on, instead of exiting with status 2")
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
                         help="pace a file like a microphone")
     add_decision(parser)
     parser.add_argument("--quiet", "-q", action=argparse.BooleanOptionalAction, default=False,
                         help="no live view on stderr")
+
+
+def _stdin_rate(text: str) -> int:
+    """--rate, checked while parsing (before the model loads) against the range every source accepts."""
+    from ..sources import MAX_RATE, MIN_RATE
+
+    try:
+        rate = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise argparse.ArgumentTypeError(f"{rate} Hz is outside the supported {MIN_RATE}-{MAX_RATE} Hz")
+    return rate
+
+
+def _notify(message: str) -> None:
+    print(f"spotter: {message}", file=sys.stderr, flush=True)
 
 
 def _level_db(chunk: np.ndarray) -> float:
@@ -52,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from ..model import Classifier
     from ..output import JsonLines, LiveView, summary_line
 
+    if args.reconnect and args.input:
+        raise CommandError("--reconnect is for the microphone; it does not apply to --input")
     model_path = models.resolve(args.model)
     classifier = Classifier.load(model_path)
     spec = classifier.spec
@@ -63,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.input:
         source = sources.WavFile(Path(args.input), rate, realtime=args.realtime)
     else:
-        source = sources.Microphone(args.device, rate)
+        source = sources.Microphone(args.device, rate, reconnect=args.reconnect, notify=_notify)
     signal.signal(signal.SIGTERM, _on_sigterm)  # before the banner: once it shows, SIGTERM ends cleanly
     keywords = ", ".join(spec.keyword_labels)
     print(
