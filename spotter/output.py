@@ -28,9 +28,57 @@ class JsonLines:
         self.count = 0
 
     def write(self, detection: Detection) -> None:
-        self.stream.write(json.dumps(detection_record(detection)) + "\n")
-        self.stream.flush()
+        """A stdout that is full (`>/dev/full`) or closed ends the run as a closed pipe does: nobody can read on."""
+        try:
+            self.stream.write(json.dumps(detection_record(detection)) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError) as exc:  # ValueError: a closed file object
+            raise BrokenPipeError(getattr(exc, "errno", None), "stdout is full or closed") from None
         self.count += 1
+
+
+class ForgivingStream:
+    """stderr that cannot be written (`2>/dev/full`, closed) must not stop detection or spill onto stdout: its
+    writes are dropped instead of raising."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if self._stream is not None:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._stream = None
+        return len(text)
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def flush(self) -> None:
+        """Each write is flushed already."""
+
+    def fileno(self) -> int:
+        if self._stream is None:
+            raise OSError("stderr is closed")
+        return self._stream.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else (encoding, errors) is the wrapped stream's, for rich and argparse."""
+        if self._stream is None:
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+def escape(label: str) -> str:
+    """A label as literal text in the live view: rich would take `[red]` inside it for markup."""
+    from rich.markup import escape as literal
+
+    return literal(label)
 
 
 class LiveView:
@@ -61,7 +109,7 @@ class LiveView:
         self.level_db = level_db
         self.scores = scores
         for d in detections:
-            self.recent = ([f"{d.offset:8.2f}s  {d.label}  {d.score:.2f}"] + self.recent)[:5]
+            self.recent = ([f"{d.offset:8.2f}s  {escape(d.label)}  {d.score:.2f}"] + self.recent)[:5]
         if now - self._last >= self.REFRESH_S or detections:
             self._last = now
             self._live.update(self._render(), refresh=True)
@@ -74,7 +122,7 @@ class LiveView:
         table.add_row("level", f"[green]{'█' * bars}[/]{' ' * (30 - bars)} {self.level_db:6.1f} dBFS")
         if self.scores is not None:
             order = sorted(range(len(self.labels)), key=lambda i: -float(self.scores[i]))[:3]
-            table.add_row("top", "   ".join(f"{self.labels[i]} {float(self.scores[i]):.2f}" for i in order))
+            table.add_row("top", "   ".join(f"{escape(self.labels[i])} {float(self.scores[i]):.2f}" for i in order))
         for line in self.recent:
             table.add_row("heard", line)
         return table

@@ -245,6 +245,8 @@ class RawStdin:
     def __init__(self, rate: int, target_rate: int, block_ms: float = 100.0, stream: BinaryIO | None = None) -> None:
         self.rate = check_rate(rate, "stdin")
         self.target_rate = target_rate
+        if stream is None and sys.stdin is None:
+            raise AudioError("stdin is closed: nothing to read raw PCM from (--input -)")
         self.stream = stream or sys.stdin.buffer
         self.dropped_blocks = 0
         self._block_bytes = 2 * max(1, ms_to_samples(block_ms, rate))

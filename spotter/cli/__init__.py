@@ -31,8 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    """Every failure ends here in one line and an exit status (README, "Failure behaviour")."""
+    from ..output import ForgivingStream
+
+    if sys.stdout is None:  # `>&-`: nobody can read detections, as with a closed pipe
+        return EXIT_BROKEN_PIPE
+    sys.stderr = ForgivingStream(sys.stderr)  # `2>&-`, `2>/dev/full`: keep detecting, keep stdout clean
+    try:
+        parser = build_parser()
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except KeyboardInterrupt:  # Ctrl-C while starting up
+        return 0
     from ..modelfile import ModelFileError
     from ..sources import AudioError
 

@@ -19,8 +19,12 @@ SILENT_DB = -120.0
 """Level shown for an empty chunk."""
 
 
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""A service manager's stop, and a closed terminal: both end the stream like Ctrl-C, summary included."""
+
+
 class Stop(KeyboardInterrupt):
-    """Raised from the SIGTERM handler so a stream ends the same way as with Ctrl-C (and exits 0 anywhere)."""
+    """Raised from the SIGTERM and SIGHUP handler so a stream ends the same way as with Ctrl-C (and exits 0 anywhere)."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         source = sources.WavFile(Path(args.input), rate, realtime=args.realtime)
     else:
         source = sources.Microphone(args.device, rate, reconnect=args.reconnect, notify=_notify)
-    signal.signal(signal.SIGTERM, _on_sigterm)  # before the banner: once it shows, SIGTERM ends cleanly
+    for ending in ENDING_SIGNALS:  # before the banner: once it shows, these end the stream cleanly
+        signal.signal(ending, _on_sigterm)
     keywords = ", ".join(spec.keyword_labels)
     print(
         f"spotter: model {model_path.name} ({spec.architecture}, {spec.quantization}; {keywords}), "
@@ -112,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     except sources.AudioError as exc:
         error = str(exc)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for ending in ENDING_SIGNALS:
+            signal.signal(ending, signal.SIG_DFL)
         if live:
             live.__exit__(None, None, None)
         if isinstance(source, sources.Microphone):
