@@ -38,8 +38,8 @@ train-computer: install $(TTS)/README.md
 	$(BIN)/spotter train --data $(WAKEWORDS) --labels computer --negatives $(DATA) --negatives $(TTS) --epochs 40 --unknown-weight 3 \
 		--output models/computer.tflite
 
-train-jarvis: install
-	$(BIN)/spotter train --data $(WAKEWORDS) --labels jarvis --negatives $(DATA) --epochs 40 --unknown-weight 3 \
+train-jarvis: install $(TTS)/README.md
+	$(BIN)/spotter train --data $(WAKEWORDS) --labels jarvis --negatives $(DATA) --negatives $(TTS) --epochs 40 --unknown-weight 3 \
 		--output models/jarvis.tflite
 
 # the default model's streaming table (models/kws.md): seeded streams of validation and test speakers, then
