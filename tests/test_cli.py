@@ -214,3 +214,15 @@ def test_train_flags_are_derived_from_the_config(capsys: pytest.CaptureFixture[s
     assert (config.features.compression, config.hard_negative_share, config.architecture) == ("pcen", 0.0, "tc-resnet8")
     assert config.max_per_word == 5 and config.tune is None and config.augment.speed_min == defaults.augment.speed_min
     assert len(CONFIG_FLAGS) == len(set(CONFIG_FLAGS))
+
+
+def test_default_data_named_by_another_path_keeps_the_ten_words() -> None:
+    """`--data /abs/path/to/speech_commands` is the default data: its ten keywords, not every one of its word folders."""
+    import argparse
+
+    from spotter.cli.train import choose_labels
+
+    default = Path(TrainConfig().data[0])
+    args = argparse.Namespace(labels=None)
+    assert choose_labels(args, (str(default.resolve()),)) == choose_labels(args, TrainConfig().data)
+    assert choose_labels(args, (str(default.resolve()),))[:10] == ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")

@@ -124,7 +124,8 @@ def load(config: TrainConfig) -> Material:
     window = ms_to_samples(config.window_ms, config.features.sample_rate)
     window_frames = config.features.frames_for(window)
     report.console.print(f"[bold]spotter train[/]: {config.architecture} on {', '.join(config.data)}"
-                         + (f", negatives from {', '.join(config.negatives)}" if config.negatives else ""))
+                         + (f", negatives from {', '.join(config.negatives)}" if config.negatives else "")
+                         + f"; labels {', '.join(config.labels)}")
     with report.console.status("decoding clips"):
         pool = load_pool(list(config.data), tuple(config.labels), config.features.sample_rate, window,
                          config.validation_pct, config.test_pct, config.max_per_word, list(config.negatives))

@@ -67,10 +67,14 @@ def discover_labels(folders: list[str]) -> tuple[str, ...]:
     return tuple(sorted(found - BACKGROUND_LABELS))
 
 
+def _same_folders(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    return [Path(d).resolve() for d in a] == [Path(d).resolve() for d in b]
+
+
 def choose_labels(args: argparse.Namespace, data: tuple[str, ...]) -> tuple[str, ...]:
     if args.labels:
         words = tuple(label.strip() for label in args.labels.split(",") if label.strip())
-    elif data == TrainConfig().data:
+    elif _same_folders(data, TrainConfig().data):  # also when named by another path: its ten, not all 35 words
         words = DEFAULT_LABELS
     else:
         words = discover_labels(list(data))
