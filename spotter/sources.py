@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Callable, Generator, Iterator
 
 import numpy as np
 
-from .config import ms_to_samples
+from .config import SAMPLE_RATES, ms_to_samples
 from .resample import Resampler
 
 INT16_MAX = 32767
@@ -47,10 +47,6 @@ class _Converter:
         return to_int16(self.resampler.flush())
 
 
-MIN_RATE = 8_000
-MAX_RATE = 192_000
-"""Sample rates taken from a header, --rate or a device: a corrupt header's 536,885,888 Hz would otherwise make
-the resampler's filter gigabytes long."""
 MAX_CHANNELS = 32
 PCM_WIDTHS = (1, 2, 3, 4)
 FLOAT_WIDTHS = (4, 8)
@@ -70,10 +66,20 @@ _INT_DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
 _FLOAT_DTYPES = {4: np.dtype("<f4"), 8: np.dtype("<f8")}
 
 
+def rate_problem(rate: int) -> str | None:
+    """Why a sample rate from a header, --rate or a device is refused (`config.SAMPLE_RATES`, the range a model
+    file's rate meets too), or None: a corrupt header's 536,885,888 Hz would make the resampler's filter gigabytes
+    long."""
+    if rate in SAMPLE_RATES:
+        return None
+    return f"{rate} Hz is outside the supported {SAMPLE_RATES.low:g}-{SAMPLE_RATES.high:g} Hz"
+
+
 def check_rate(rate: int, source: str) -> int:
     """`rate`, or an AudioError naming `source` when it is outside what the resampler is built for."""
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise AudioError(f"{source}: sample rate {rate} Hz is outside the supported {MIN_RATE}-{MAX_RATE} Hz")
+    problem = rate_problem(rate)
+    if problem:
+        raise AudioError(f"{source}: sample rate {problem}")
     return rate
 
 
@@ -361,6 +367,8 @@ class Microphone:
         """Capture from this device: its rate, and a ring buffer and converter for it."""
         self.device_index, self.device_name = index, name
         self.rate = check_rate(self._open_rate(self.target_rate), f"input device {name!r}")
+        if hasattr(self, "ring"):  # a reconnect: keep the lost stream's drops, counted once
+            self._earlier_drops += self.ring.dropped_blocks
         self.block = max(1, ms_to_samples(self.block_ms, self.rate))
         self.ring = RingBuffer(int(self.rate * self.buffer_s))
         self._convert = _Converter(self.rate, self.target_rate)
@@ -465,7 +473,6 @@ class Microphone:
             try:
                 self._refresh_devices()
                 index, name = find_input_device(self.sd, self.wanted)
-                self._earlier_drops += self.ring.dropped_blocks
                 self._use(index, name)
                 stream = self._open()
             except Exception as exc:  # AudioError, or PortAudio's own while a device comes and goes: try again

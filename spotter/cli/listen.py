@@ -27,7 +27,7 @@ class Stop(KeyboardInterrupt):
     """Raised from the SIGTERM and SIGHUP handler so a stream ends the same way as with Ctrl-C (and exits 0 anywhere)."""
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+def _on_ending_signal(signum: int, frame: Any) -> None:
     raise Stop()
 
 
@@ -49,14 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stdin_rate(text: str) -> int:
     """--rate, checked while parsing (before the model loads) against the range every source accepts."""
-    from ..sources import MAX_RATE, MIN_RATE
+    from ..sources import rate_problem
 
     try:
         rate = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise argparse.ArgumentTypeError(f"{rate} Hz is outside the supported {MIN_RATE}-{MAX_RATE} Hz")
+    problem = rate_problem(rate)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return rate
 
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         source = sources.Microphone(args.device, rate, reconnect=args.reconnect, notify=_notify)
     for ending in ENDING_SIGNALS:  # before the banner: once it shows, these end the stream cleanly
-        signal.signal(ending, _on_sigterm)
+        signal.signal(ending, _on_ending_signal)
     keywords = ", ".join(spec.keyword_labels)
     print(
         f"spotter: model {model_path.name} ({spec.architecture}, {spec.quantization}; {keywords}), "
