@@ -223,6 +223,17 @@ def test_listen_unknown_device_fails_with_one_line(null_sink: str, model: Path) 
     assert "Traceback" not in result.stderr
 
 
+def _play_then_interrupt(sink: str, clip: Path, seconds: float, listener: subprocess.Popen[bytes]) -> int:
+    """Play `clip` (`seconds` long) into the sink, give the last keyword its window and smoothing, then Ctrl-C the
+    listener: its exit code."""
+    played = subprocess.run(["paplay", f"--device={sink}", str(clip)], capture_output=True, text=True,
+                            timeout=seconds + 15)
+    assert played.returncode == 0, played.stderr
+    time.sleep(1.0)
+    listener.send_signal(signal.SIGINT)
+    return listener.wait(timeout=10)
+
+
 def test_listen_default_microphone_hears_played_keywords(
     null_sink: str, model: Path, keepalive: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
@@ -239,12 +250,7 @@ def test_listen_default_microphone_hears_played_keywords(
         time.sleep(max(0.5, keepalive_started + KEEPALIVE_S - time.monotonic()))
         assert listener.poll() is None, f"spotter exited early: {err_path.read_text()}"
         assert keepalive.poll() is None, f"the keep-alive pacat died: {keepalive.stderr.read() if keepalive.stderr else b''!r}"
-        played = subprocess.run(["paplay", f"--device={null_sink}", str(clip)], capture_output=True, text=True,
-                                timeout=PLAY_UNTIL_S + 15)
-        assert played.returncode == 0, played.stderr
-        time.sleep(1.0)  # the last keyword's window and smoothing
-        listener.send_signal(signal.SIGINT)
-        code = listener.wait(timeout=10)
+        code = _play_then_interrupt(null_sink, clip, PLAY_UNTIL_S, listener)
     stdout, stderr = out_path.read_text(), err_path.read_text()
 
     assert code == 0, stderr
@@ -301,12 +307,7 @@ def test_listen_reconnects_when_a_server_is_back(
         _start_server()
         with _silence_into(null_sink):
             assert _wait_for(err_path, "spotter: microphone back", listener, RECONNECT_WITHIN_S), err_path.read_text()
-            played = subprocess.run(["paplay", f"--device={null_sink}", str(clip)], capture_output=True, text=True,
-                                    timeout=RECONNECT_CLIP_S + 15)
-            assert played.returncode == 0, played.stderr
-            time.sleep(1.0)  # the last keyword's window and smoothing
-            listener.send_signal(signal.SIGINT)
-            code = listener.wait(timeout=10)
+            code = _play_then_interrupt(null_sink, clip, RECONNECT_CLIP_S, listener)
     stdout, stderr = out_path.read_text(), err_path.read_text()
 
     assert code == 0, stderr
