@@ -11,16 +11,20 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-SPEC_VERSION = 3
+SPEC_VERSION = 4
 """Newest version of the JSON spec this spotter reads. Older versions keep loading; newer ones are refused.
 Version 2 added `outputs` (a version-1 reader would take logits for posteriors); version 3 added PCEN
-`compression` (a version-2 reader would ignore the key and feed log-mel frames to a PCEN network)."""
+`compression` (a version-2 reader would ignore the key and feed log-mel frames to a PCEN network); version 4 added
+`decision.lasting` (a version-3 reader would report a chainsaw as a line a second instead of a start and an end)."""
 
 LOG_SPEC_VERSION = 2
 """Version written for log-mel models: they mean the same to version-2 readers, so those keep running them."""
 
 PCEN_SPEC_VERSION = 3
 """Version written for PCEN models, so older readers refuse them instead of silently computing log-mel."""
+
+LASTING_SPEC_VERSION = 4
+"""Version written for models with lasting labels, so older readers refuse them instead of misreporting them."""
 
 COMPRESSIONS = ("log", "pcen")
 """How mel energies become features: natural log (logfbank), or per-channel energy normalisation."""
@@ -276,6 +280,12 @@ class DecisionConfig:
     thresholds: dict[str, float] = field(default_factory=dict, metadata={"allowed": THRESHOLDS})
     """Per label; the model file's labels only (checked by `ModelSpec`)."""
     default_threshold: float = bounded(0.7, THRESHOLDS)
+    lasting: tuple[str, ...] = ()
+    """Labels of sounds that last (rain, a chainsaw): reported with a start line and an end line carrying the
+    event's bounds, instead of one line when they fire. Training sets it from the annotated events' lengths."""
+    bridge_ms: float = documented(
+        500.0, "a lasting event ends once its score stays below its threshold this long: shorter dips are bridged",
+        minimum="non-negative")
 
     def __post_init__(self) -> None:
         """Refuse a setting a flag would refuse, and thresholds out of range, naming the field."""
@@ -322,8 +332,14 @@ class ModelSpec:
         lacking = [label for label in self.decision.thresholds if label not in self.labels]
         if lacking:
             raise ValueError(f"decision.thresholds must name the model's labels only, got {shown(lacking[0])}")
+        odd = [label for label in self.decision.lasting if label not in self.keyword_labels]
+        if odd:
+            raise ValueError(f"decision.lasting must name the model's labels other than {UNKNOWN} and {SILENCE}, "
+                             f"got {shown(odd[0])}")
         if self.features.compression != "log" and self.version < PCEN_SPEC_VERSION:
             object.__setattr__(self, "version", PCEN_SPEC_VERSION)
+        if self.decision.lasting and self.version < LASTING_SPEC_VERSION:
+            object.__setattr__(self, "version", LASTING_SPEC_VERSION)
 
     @property
     def window_samples(self) -> int:
@@ -357,8 +373,6 @@ class ModelSpec:
         rest = {key: value for key, value in known_fields(cls, data).items() if key not in sections}
         if "labels" not in rest:
             raise ValueError("model spec has no labels")
-        if isinstance(rest["labels"], list):
-            rest["labels"] = tuple(rest["labels"])
         return cls(**sections, **rest)
 
     def replace(self, **changes: Any) -> "ModelSpec":
@@ -366,6 +380,11 @@ class ModelSpec:
 
 
 def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """The entries of `data` that are fields of dataclass `cls`: files from other versions load."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
+    """The entries of `data` that are fields of dataclass `cls`, JSON lists made tuples where the field is one:
+    files from other versions load."""
+    hints = _hints(cls)
+    out = {}
+    for name in {f.name for f in dataclasses.fields(cls)} & data.keys():
+        tuple_field = (typing.get_origin(hints[name]) or hints[name]) is tuple
+        out[name] = tuple(data[name]) if tuple_field and isinstance(data[name], list) else data[name]
+    return out

@@ -41,7 +41,8 @@ class Spotter:
         features = self.spec.features
         self.frontend = LogMel(features)
         self.hop_frames = max(1, round(self.decision.hop_ms / features.step_ms))
-        self.trigger = Trigger(self.spec.labels, self.decision, features.sample_rate)
+        self.trigger = Trigger(self.spec.labels, self.decision, features.sample_rate, self.spec.window_samples,
+                               self.hop_frames * features.step_samples)
         self.times = StageTimes()
         self.record = record
         """Keep (sample, smoothed scores) of every hop in `trace`, for threshold sweeps."""
@@ -76,15 +77,17 @@ class Spotter:
             self.last_posteriors = self.classifier(self._ring)
             middle = time.thread_time()
             sample = self.spec.features.samples_for(self._frames_seen)
-            event = self.trigger.update(sample, self.last_posteriors)
+            detections += self.trigger.update(sample, self.last_posteriors)
             if self.record:
                 self.trace.append((sample, self.trigger.smoothed.copy()))
             self.times.model += middle - start
             self.times.decision += time.thread_time() - middle
             self.times.invocations += 1
-            if event is not None:
-                detections.append(event)
         return detections
+
+    def finish(self) -> list[Detection]:
+        """The end lines of lasting events still open when the input ends (or the listener stops)."""
+        return self.trigger.finish(self.samples_seen)
 
     def run(self, audio: np.ndarray, block_ms: float = REPLAY_BLOCK_MS) -> list[Detection]:
         """A whole recording from a fresh state, pushed in microphone-sized blocks: the one replay helper that
@@ -95,4 +98,4 @@ class Spotter:
         detections: list[Detection] = []
         for start in range(0, audio.size, block):
             detections += self.push(audio[start : start + block])
-        return detections
+        return detections + self.finish()

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .config import BACKGROUND_LABELS, TARGET_FALSE_ALARMS_PER_HOUR, DecisionConfig
-from .decision import Detection, Trigger
+from .decision import EVENT_END, Detection, Trigger
 from .engine import Spotter
 from .labels import Event
 
@@ -28,12 +28,14 @@ RULE = (
 
 
 def match(detections: list[Detection], truth: list[Event]) -> tuple[list[tuple[Event, Detection]], list[Detection], list[Event]]:
-    """Pair detections with events in time order: (hits, false alarms, misses), by the rule above."""
+    """Pair detections with events in time order: (hits, false alarms, misses), by the rule above. A lasting
+    event counts by its start line (its end line is no new detection)."""
     events = [e for e in truth if e.label not in BACKGROUND_LABELS]
     taken: set[int] = set()
     hits = []
     unmatched = []
-    for detection in sorted(detections, key=lambda d: d.sample):
+    fired = [d for d in detections if d.event != EVENT_END]
+    for detection in sorted(fired, key=lambda d: d.sample):
         t = detection.offset
         chosen = None
         for index, event in enumerate(events):
@@ -103,17 +105,28 @@ class Trace:
     smoothed: np.ndarray  # (hops, labels)
     sample_rate: int
     duration_s: float
+    window_samples: int
+    hop_samples: int
+
+    def trigger(self, labels: tuple[str, ...], decision: DecisionConfig, every: int = 1) -> Trigger:
+        """A fresh trigger for these hops (every `every`-th of them)."""
+        return Trigger(labels, decision, self.sample_rate, self.window_samples, self.hop_samples * every)
+
+    @property
+    def total_samples(self) -> int:
+        return int(round(self.duration_s * self.sample_rate))
 
     def resmoothed(self, labels: tuple[str, ...], decision: DecisionConfig, every: int = 1) -> "Trace":
         """The trace that every `every`-th hop with `decision`'s smoothing would have given, from a trace recorded
         without smoothing (whose smoothed scores are the raw posteriors): one model pass compares many settings."""
-        trigger = Trigger(labels, decision, self.sample_rate)
+        trigger = self.trigger(labels, decision, every)
         samples, posteriors = self.samples[::every], self.smoothed[::every]
         smoothed = []
         for sample, scores in zip(samples, posteriors):
             trigger.update(int(sample), scores)
             smoothed.append(trigger.smoothed.copy())
-        return Trace(samples, np.array(smoothed).reshape(len(samples), len(labels)), self.sample_rate, self.duration_s)
+        return Trace(samples, np.array(smoothed).reshape(len(samples), len(labels)), self.sample_rate, self.duration_s,
+                     self.window_samples, self.hop_samples * every)
 
 
 def run_stream(spotter: Spotter, audio: np.ndarray) -> tuple[list[Detection], Trace]:
@@ -123,18 +136,17 @@ def run_stream(spotter: Spotter, audio: np.ndarray) -> tuple[list[Detection], Tr
     rate = spotter.spec.features.sample_rate
     samples = np.array([s for s, _ in spotter.trace], dtype=np.int64)
     smoothed = np.array([p for _, p in spotter.trace]).reshape(len(samples), len(spotter.spec.labels))
-    return detections, Trace(samples, smoothed, rate, audio.size / rate)
+    hop = spotter.hop_frames * spotter.spec.features.step_samples
+    return detections, Trace(samples, smoothed, rate, audio.size / rate, spotter.spec.window_samples, hop)
 
 
 def replay(trace: Trace, labels: tuple[str, ...], decision: DecisionConfig) -> list[Detection]:
     """What the trigger would have fired with other thresholds, from the stored smoothed scores."""
-    trigger = Trigger(labels, decision, trace.sample_rate)
+    trigger = trace.trigger(labels, decision)
     out = []
     for sample, smoothed in zip(trace.samples, trace.smoothed):
-        event = trigger.decide(int(sample), smoothed)
-        if event is not None:
-            out.append(event)
-    return out
+        out += trigger.decide(int(sample), smoothed)
+    return out + trigger.finish(trace.total_samples)
 
 
 SWEEP_THRESHOLDS = np.unique(np.round(np.concatenate([

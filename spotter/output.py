@@ -10,14 +10,27 @@ from typing import IO, Any
 from .decision import Detection
 
 
+TIME_DECIMALS = 3
+"""Seconds of input to the millisecond: finer than any hop."""
+
+
 def detection_record(detection: Detection, now: datetime | None = None) -> dict[str, Any]:
+    """The JSON line: `label`, `score`, `offset` (seconds of input when it fired) and `timestamp` for every
+    detection; a lasting label's lines add `event` (start or end) and the event's `start`, and its end line
+    `end` and `duration`, all in seconds of input."""
     stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
-    return {
-        "label": detection.label,
-        "score": round(detection.score, 4),
-        "offset": round(detection.offset, 3),
-        "timestamp": stamp,
-    }
+    record: dict[str, Any] = {"label": detection.label}
+    if detection.event:
+        record["event"] = detection.event
+    record.update(score=round(detection.score, 4), offset=round(detection.offset, TIME_DECIMALS))
+    rate = detection.sample_rate
+    if detection.start is not None:
+        record["start"] = round(detection.start / rate, TIME_DECIMALS)
+    if detection.end is not None and detection.start is not None:
+        record["end"] = round(detection.end / rate, TIME_DECIMALS)
+        record["duration"] = round((detection.end - detection.start) / rate, TIME_DECIMALS)
+    record["timestamp"] = stamp
+    return record
 
 
 class JsonLines:
@@ -109,7 +122,8 @@ class LiveView:
         self.level_db = level_db
         self.scores = scores
         for d in detections:
-            self.recent = ([f"{d.offset:8.2f}s  {escape(d.label)}  {d.score:.2f}"] + self.recent)[:5]
+            kind = f" {d.event}" if d.event else ""
+            self.recent = ([f"{d.offset:8.2f}s  {escape(d.label)}{kind}  {d.score:.2f}"] + self.recent)[:5]
         if now - self._last >= self.REFRESH_S or detections:
             self._last = now
             self._live.update(self._render(), refresh=True)

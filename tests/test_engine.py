@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from spotter import modelfile
-from spotter.config import FeatureConfig
+from spotter.config import DecisionConfig, FeatureConfig, ModelSpec
+from spotter.decision import EVENT_END, EVENT_START
 from spotter.engine import Spotter
 from spotter.model import Classifier
 from spotter.sources import WavFile
 
 from spotter.evaluation import match
 from spotter.labels import read_labels
+from spotter.output import detection_record
 
 from .conftest import DEMO_LABELS, DEMO_WAV
 
@@ -95,3 +97,74 @@ def test_pcen_model_streams_chunk_invariantly(
     for size in (1, 161, 4001):
         np.testing.assert_allclose(trace(pcen, size), whole, atol=1e-6)
     assert np.abs(whole - trace(classifier, audio.size)).max() > 1e-3
+
+
+class LoudnessOracle:
+    """A stand-in network whose score for `rain` is the share of the window's frames that are loud: what a
+    perfect model of a loud lasting sound would say, so the start and end the engine reports can be checked
+    against where the sound really is."""
+
+    LOUD = 15.0
+    """Log-mel energy per band between the quiet background (about 4) and the noise burst (about 20)."""
+
+    def __init__(self) -> None:
+        self.spec = ModelSpec(
+            labels=("rain", "_unknown_", "_silence_"),
+            decision=DecisionConfig(hop_ms=100, smoothing_ms=400, refractory_ms=1000, default_threshold=0.5,
+                                    lasting=("rain",), bridge_ms=300),
+        )
+
+    def __call__(self, window: np.ndarray) -> np.ndarray:
+        share = float(np.mean(window.mean(axis=1) > self.LOUD))
+        return np.array([share, 1.0 - share, 0.0], dtype=np.float32)
+
+
+EVENT_START_S, EVENT_END_S, STREAM_S = 2.0, 5.0, 8.0
+
+
+@pytest.fixture(scope="module")
+def burst() -> np.ndarray:
+    """Quiet noise with a loud noise burst from 2 s to 5 s."""
+    rng = np.random.default_rng(7)
+    audio = rng.normal(0, 10, int(STREAM_S * 16000))
+    audio[int(EVENT_START_S * 16000) : int(EVENT_END_S * 16000)] = rng.normal(0, 3000, int(3 * 16000))
+    return audio.astype(np.int16)
+
+
+def test_a_three_second_event_gives_one_start_and_one_end_at_its_bounds(burst: np.ndarray) -> None:
+    oracle = LoudnessOracle()
+    spotter = Spotter(oracle)  # type: ignore[arg-type]
+    lines = spotter.run(burst)
+    assert [(d.label, d.event) for d in lines] == [("rain", EVENT_START), ("rain", EVENT_END)]
+    start, end = (detection_record(d) for d in lines)
+    hop_s = oracle.spec.decision.hop_ms / 1000
+    assert abs(start["start"] - EVENT_START_S) <= hop_s, start
+    assert abs(end["start"] - EVENT_START_S) <= hop_s and abs(end["end"] - EVENT_END_S) <= hop_s, end
+    assert end["duration"] == pytest.approx(end["end"] - end["start"], abs=1e-3)
+    assert start["offset"] < EVENT_START_S + 1.0 and end["offset"] < EVENT_END_S + 1.5
+    assert set(start) == {"label", "event", "score", "offset", "start", "timestamp"}
+    assert set(end) == {"label", "event", "score", "offset", "start", "end", "duration", "timestamp"}
+
+
+def test_start_and_end_lines_do_not_depend_on_chunk_size(burst: np.ndarray) -> None:
+    spotter = Spotter(LoudnessOracle())  # type: ignore[arg-type]
+    whole = [(d.event, d.sample, d.start, d.end) for d in spotter.run(burst, block_ms=8000)]
+
+    def chunked(sizes: list[int]) -> list[tuple[str, int, int | None, int | None]]:
+        spotter.reset()
+        out, i, k = [], 0, 0
+        while i < burst.size:
+            out += spotter.push(burst[i : i + sizes[k % len(sizes)]])
+            i, k = i + sizes[k % len(sizes)], k + 1
+        return [(d.event, d.sample, d.start, d.end) for d in out + spotter.finish()]
+
+    assert len(whole) == 2
+    for sizes in ([1], [160], [4001], [7, 1603, 333]):
+        assert chunked(sizes) == whole
+
+
+def test_an_event_cut_by_the_end_of_the_input_ends_there(burst: np.ndarray) -> None:
+    cut = burst[: int(4.0 * 16000)]
+    lines = Spotter(LoudnessOracle()).run(cut)  # type: ignore[arg-type]
+    assert [d.event for d in lines] == [EVENT_START, EVENT_END]
+    assert lines[1].end == lines[1].sample == cut.size

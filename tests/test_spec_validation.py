@@ -19,7 +19,8 @@ import pytest
 from spotter import modelfile
 from spotter.cli import main
 from spotter.config import (
-    MAX_DECISION_MS, SWITCHED_OFF_THRESHOLD, THRESHOLDS, DecisionConfig, FeatureConfig, ModelSpec,
+    LASTING_SPEC_VERSION, MAX_DECISION_MS, SPEC_VERSION, SWITCHED_OFF_THRESHOLD, THRESHOLDS, DecisionConfig,
+    FeatureConfig, ModelSpec,
 )
 from spotter.evaluation import SWITCHED_OFF
 from spotter.modelfile import ModelFileError
@@ -97,7 +98,15 @@ REFUSED = [
     pytest.param({"training": []}, "training must be an object, got []", id="training-list"),
     pytest.param({"metrics": "good"}, "metrics must be an object", id="metrics-string"),
     pytest.param({"outputs": None}, "outputs must be one of probabilities, logits, got None", id="outputs-null"),
-    pytest.param({"version": "2"}, "version must be an integer between 1 and 3, got '2'", id="version-string"),
+    pytest.param({"decision.lasting": "yes"}, "decision.lasting must be a list, got 'yes'", id="lasting-string"),
+    pytest.param({"decision.lasting": [1]}, "decision.lasting[0] must be a string, got 1", id="lasting-number"),
+    pytest.param({"decision.lasting": ["rain"]}, "decision.lasting must name the model's labels other than",
+                 id="lasting-unknown-label"),
+    pytest.param({"decision.lasting": ["_silence_"]}, "decision.lasting must name the model's labels other than",
+                 id="lasting-background"),
+    pytest.param({"decision.bridge_ms": -1}, "decision.bridge_ms must be a finite number at least 0",
+                 id="bridge-negative"),
+    pytest.param({"version": "2"}, f"version must be an integer between 1 and {SPEC_VERSION}, got '2'", id="version-string"),
     pytest.param({"version": 2.0}, "version must be an integer", id="version-float"),
     # out of range: features
     pytest.param({"features.high_hz": 9000.0}, "features.high_hz must be at most half the sample rate (8000), got 9000",
@@ -162,7 +171,7 @@ REFUSED = [
                  id="label-newline"),
     pytest.param({"window_frames": 0}, "window_frames must be an integer between 1 and 1000, got 0", id="frames-zero"),
     pytest.param({"window_frames": 10**7}, "window_frames must be an integer between 1 and 1000", id="frames-huge"),
-    pytest.param({"version": 0}, "version must be an integer between 1 and 3, got 0", id="version-zero"),
+    pytest.param({"version": 0}, f"version must be an integer between 1 and {SPEC_VERSION}, got 0", id="version-zero"),
     pytest.param({"version": 99}, "model spec version 99 is newer than this spotter understands", id="version-future"),
 ]
 
@@ -337,3 +346,10 @@ def test_oversized_file_is_refused_unread(tmp_path: Path) -> None:
         sparse.truncate(modelfile.MAX_MODEL_BYTES + 1)
     with pytest.raises(ModelFileError, match="larger than a model file may be \\(64 MiB\\)"):
         modelfile.read(path)
+
+
+def test_a_model_with_lasting_labels_is_written_as_version_4() -> None:
+    """Older spotters (version 3) would print one line a second for rain: the version makes them refuse instead."""
+    spec = ModelSpec.from_dict(mutated({"decision.lasting": ["yes"]}))
+    assert spec.decision.lasting == ("yes",) and spec.version == LASTING_SPEC_VERSION == SPEC_VERSION
+    assert ModelSpec.from_dict(mutated({})).version < LASTING_SPEC_VERSION

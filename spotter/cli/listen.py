@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             live.__exit__(None, None, None)
         if isinstance(source, sources.Microphone):
             source.stop()
+    for detection in spotter.finish():  # lasting events still sounding when the input ended
+        writer.write(detection)
     seconds = spotter.samples_seen / rate
     print(summary_line(seconds, writer.count, source.dropped_blocks, time.process_time() - cpu_start), file=sys.stderr)
     if getattr(source, "odd_byte", False):
