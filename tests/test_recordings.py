@@ -13,11 +13,13 @@ from spotter.config import UNKNOWN
 from spotter.labels import Event, write_labels
 from spotter.sources import to_int16
 from spotter.train.audio import cut_window, locate
+from spotter.train.data import load_pool
 from spotter.train.recordings import (
     Recording,
     Span,
     annotated_windows,
     find_recordings,
+    lasting_labels,
     split_points,
     to_spans,
     window_label,
@@ -176,3 +178,35 @@ def test_labels_discovered_from_folders(tmp_path: Path) -> None:
     assert discover_labels([str(tmp_path / "takes"), str(tmp_path / "long")]) == ("door knock", "hey_robot")
     with pytest.raises(FileNotFoundError):
         discover_labels([str(tmp_path / "missing")])
+
+
+def _knocks(folder: Path, name: str, seconds: int, length: int = 6000) -> None:
+    """A recording with a knock (a recognisable constant) every 3 s, and its labels."""
+    rng = np.random.default_rng(len(name))
+    audio = rng.normal(0, 30, seconds * RATE).astype(np.int16)
+    events = []
+    for start in range(RATE, (seconds - 2) * RATE, 3 * RATE):
+        audio[start : start + length] = 5000
+        events.append(Event(start / RATE, (start + length) / RATE, "knock"))
+    write_wav(folder / f"{name}.wav", audio)
+    write_labels(folder / f"{name}.txt", events)
+
+
+def test_recordings_named_validation_or_test_are_held_back_whole(tmp_path: Path) -> None:
+    """Whole held-back recordings (another day or room; ESC-10's other folds) replace the held-back last stretch:
+    the others are trained on whole, the named ones never."""
+    for name in ("day1", "day2", "validation-day3", "test-day4"):
+        _knocks(tmp_path, name, 30)
+    pool = load_pool([tmp_path], ("knock", UNKNOWN), RATE, RATE)
+    by_split = {split: {pool.speakers[i] for i in np.flatnonzero(pool.split == split)} for split in ("train", "validation", "test")}
+    assert by_split == {"train": {"day1.wav", "day2.wav"}, "validation": {"validation-day3.wav"}, "test": {"test-day4.wav"}}
+    assert [held.name for held in pool.held_back["validation"]] == ["validation-day3.wav:validation"]
+    assert [held.name for held in pool.held_back["test"]] == ["test-day4.wav:test"]
+    assert pool.held_back["validation"][0].audio.size == 30 * RATE and len(pool.held_back["validation"][0].events) == 9
+
+
+def test_labels_of_long_events_are_lasting() -> None:
+    spans = [Span(0, 3 * RATE, "rain"), Span(0, RATE // 2, "dog"), Span(0, 5 * RATE, "dog"), Span(0, RATE // 3, "dog"),
+             Span(0, 2 * RATE, "saw")]
+    assert lasting_labels(spans, ("rain", "dog", "saw", "bell"), RATE) == ("rain", "saw")
+    assert lasting_labels(spans, ("rain", "dog", "saw"), 2 * RATE) == ()

@@ -17,7 +17,7 @@ from spotter.features import LogMel
 from .audio import AUDIO_SUFFIXES, cut_window, read_audio
 from .augment import noise_segments
 from .options import DEFAULT_LABELS, SPLITS
-from .recordings import HeldBack, annotated_windows, find_audio, find_recordings
+from .recordings import HeldBack, Span, annotated_windows, find_audio, find_recordings, lasting_labels
 
 BACKGROUND_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
@@ -109,6 +109,8 @@ class Pool:
     noise_train: list[np.ndarray]
     noise_eval: list[np.ndarray]
     held_back: dict[str, list[HeldBack]] = field(default_factory=dict)
+    lasting: tuple[str, ...] = ()
+    """Labels whose annotated training events are long (`recordings.lasting_labels`)."""
 
     def indices(self, split: str, label: str | None = None) -> np.ndarray:
         mask = self.split == split
@@ -207,8 +209,12 @@ def load_pool(
     splits: list[str] = []
     held_back: dict[str, list[HeldBack]] = {}
     quiet: list[np.ndarray] = []
+    trained_events: list[Span] = []
+    # recordings held back whole (validation-*, test-*) replace the held-back last stretch of every other one
+    whole = any(recording.whole_split for recording, negative in recordings if not negative)
     for recording, negative in recordings:
-        cut = annotated_windows(recording, labels, sample_rate, length, validation_pct, test_pct, negative)
+        shares = (0.0, 0.0) if whole else (validation_pct, test_pct)
+        cut = annotated_windows(recording, labels, sample_rate, length, *shares, negative)
         rows.append(cut.audio)
         row_labels.extend(cut.labels)
         words.extend(cut.labels)
@@ -218,6 +224,7 @@ def load_pool(
         for split, stretch in cut.held_back.items():
             held_back.setdefault(split, []).append(stretch)
         quiet += cut.quiet
+        trained_events += cut.training_events
     missing = [w for w in labels if w not in BACKGROUND_LABELS and w not in present]
     if missing:
         where = ", ".join(str(r) for r in roots)
@@ -245,6 +252,7 @@ def load_pool(
         noise_train=noise_train,
         noise_eval=noise_eval,
         held_back=held_back,
+        lasting=lasting_labels(trained_events, tuple(labels), length),
     )
 
 

@@ -265,9 +265,10 @@ def export_and_measure(
         representative = first[np.random.default_rng(1).choice(first.shape[0], count, replace=False)]
         scorer = architectures.logits_model(fitted.model)
         exported = {"float32": export.to_tflite(scorer), "int8": export.to_tflite(scorer, representative)}
+    decision = dataclasses.replace(config.decision, lasting=material.pool.lasting)
     spec = ModelSpec(
         labels=labels, features=config.features, window_frames=material.window_frames,
-        decision=config.decision, architecture=config.architecture, outputs="logits",
+        decision=decision, architecture=config.architecture, outputs="logits",
     )
     for name, blob in exported.items():
         classifier = Classifier(blob, spec)
@@ -275,7 +276,7 @@ def export_and_measure(
             scores = classifier.predict(data.frames)
             metrics[f"{name}_{split}"] = clip_metrics(data.truth, scores, labels)
             if name == config.quantize and split == "validation":
-                suggested = dataclasses.replace(config.decision, thresholds=suggest_thresholds(scores, data.truth, labels))
+                suggested = dataclasses.replace(decision, thresholds=suggest_thresholds(scores, data.truth, labels))
     return exported, spec.replace(decision=suggested), metrics
 
 

@@ -52,6 +52,29 @@ class Recording:
     audio_path: Path
     labels_path: Path
 
+    @property
+    def whole_split(self) -> str | None:
+        """`validation` or `test` for a recording held back whole (named `validation-*` or `test-*`): another
+        day, room or microphone, or clips of other source recordings (ESC-10's folds), never seen in training."""
+        return next((split for prefix, split in WHOLE_SPLIT_PREFIXES.items()
+                     if self.audio_path.name.lower().startswith(prefix)), None)
+
+
+WHOLE_SPLIT_PREFIXES = {"validation-": "validation", "test-": "test"}
+LASTING_WINDOWS = 2.0
+"""A label whose annotated events last, at the median, at least this many windows is reported with a start and an
+end (`DecisionConfig.lasting`): rain, a chainsaw. Shorter ones (a bark, a sneeze, a word) fire once."""
+
+
+def lasting_labels(spans: list[Span], labels: tuple[str, ...], window_samples: int) -> tuple[str, ...]:
+    """The labels, of those asked for, whose annotated events are long (`LASTING_WINDOWS`)."""
+    out = []
+    for label in labels:
+        lengths = [s.end - s.start for s in spans if s.label == label]
+        if lengths and np.median(lengths) >= LASTING_WINDOWS * window_samples:
+            out.append(label)
+    return tuple(out)
+
 
 def find_audio(folder: Path) -> list[Recording]:
     """Every audio file in `folder` (not its subfolders), label file or not: long recordings of negatives."""
@@ -153,6 +176,8 @@ class Windows:
     held_back: dict[str, HeldBack]
     quiet: list[np.ndarray]
     """The training part's stretches clear of events (`quiet_stretches`)."""
+    training_events: list[Span]
+    """The events of the training part (their lengths decide `lasting_labels`)."""
 
 
 def annotated_windows(
@@ -166,11 +191,15 @@ def annotated_windows(
 ) -> Windows:
     """Cut an annotated recording into training rows (see `window_label`); events of labels the model does not
     have count as background, and so does everything in a `negative` recording (every window `_unknown_`). Each
-    split's windows come from its own stretch of the recording."""
+    split's windows come from its own stretch of the recording; a `whole_split` recording is all held back."""
     audio, spans = read_recording(recording, sample_rate)
     events = [] if negative else spans
     known = [s for s in events if s.label in labels]
-    first, second = split_points(audio.size, spans, validation_pct, test_pct)
+    held = recording.whole_split
+    if held is None:
+        first, second = split_points(audio.size, spans, validation_pct, test_pct)
+    else:
+        first, second = (0, audio.size) if held == "validation" else (0, 0)
     positive_stride = max(1, ms_to_samples(POSITIVE_STRIDE_MS, sample_rate))
     negative_every = max(1, int(round(NEGATIVE_STRIDE_MS / POSITIVE_STRIDE_MS)))
     rows: list[np.ndarray] = []
@@ -189,7 +218,8 @@ def annotated_windows(
             out_labels.append(label)
             out_splits.append(split)
     stacked = np.stack(rows) if rows else np.zeros((0, length), np.int16)
-    return Windows(stacked, out_labels, out_splits, held_back, quiet_stretches(audio, spans, first, length))
+    trained = [s for s in known if s.end <= first]
+    return Windows(stacked, out_labels, out_splits, held_back, quiet_stretches(audio, spans, first, length), trained)
 
 
 def quiet_stretches(audio: np.ndarray, spans: list[Span], first: int, length: int) -> list[np.ndarray]:
