@@ -262,3 +262,62 @@ def calibrate(
     thresholds = label_thresholds(traces, labels, decision, det, target)
     tuned = dataclasses.replace(decision, thresholds=thresholds)
     return Calibration(det, operating_points(det, target), tuned, score_traces(traces, labels, tuned))
+
+
+ONSET_COLLAR_S = 0.2
+OFFSET_COLLAR_SHARE = 0.5
+"""Event-based scoring as DCASE does it: an onset within 200 ms, an offset within 200 ms or half the event's
+length, whichever is longer."""
+SEGMENT_S = 1.0
+"""Segment-based scoring on 1 s segments."""
+
+
+def extents(trace: Trace, labels: tuple[str, ...], decision: DecisionConfig) -> list[Event]:
+    """Every keyword label's stretches above its threshold as events with bounds: the trigger's lasting-event rule
+    (`Trigger`) applied to all labels, since sound-event scoring needs the bounds of short sounds too."""
+    keywords = tuple(label for label in labels if label not in BACKGROUND_LABELS)
+    lines = replay(trace, labels, dataclasses.replace(decision, lasting=keywords))
+    rate = trace.sample_rate
+    return [Event(d.start / rate, d.end / rate, d.label) for d in lines
+            if d.event == EVENT_END and d.start is not None and d.end is not None]
+
+
+def sed_metrics(streams: dict[str, tuple[list[Event], list[Event]]], labels: tuple[str, ...]) -> dict[str, Any] | None:
+    """Event-based F1 and error rate (collars above) and segment-based F1 and error rate (1 s segments), overall
+    and per label, from `streams` (name: (reference events, estimated events)). Computed by sed_eval, the DCASE
+    reference implementation, rather than re-written; None where it is not installed."""
+    try:
+        import dcase_util
+        import sed_eval
+    except ImportError:
+        return None
+    keywords = [label for label in labels if label not in BACKGROUND_LABELS]
+
+    def container(events: list[Event], name: str) -> Any:
+        rows = [{"event_label": e.label, "onset": e.start, "offset": e.end, "filename": name}
+                for e in events if e.label in keywords]
+        return dcase_util.containers.MetaDataContainer(rows)
+
+    event_based = sed_eval.sound_event.EventBasedMetrics(
+        event_label_list=keywords, t_collar=ONSET_COLLAR_S, percentage_of_length=OFFSET_COLLAR_SHARE,
+        evaluate_onset=True, evaluate_offset=True)
+    segment_based = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=keywords, time_resolution=SEGMENT_S)
+    for name, (reference, estimated) in streams.items():
+        ref, est = container(reference, name), container(estimated, name)
+        event_based.evaluate(reference_event_list=ref, estimated_event_list=est)
+        segment_based.evaluate(reference_event_list=ref, estimated_event_list=est)
+
+    def summary(results: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "f1": results["overall"]["f_measure"]["f_measure"],
+            "error_rate": results["overall"]["error_rate"]["error_rate"],
+            "labels": {label: {"f1": r["f_measure"]["f_measure"], "error_rate": r["error_rate"]["error_rate"],
+                               "events": int(r["count"]["Nref"])} for label, r in results["class_wise"].items()},
+        }
+
+    return {
+        "rule": (f"sed_eval: event-based with onset collar {ONSET_COLLAR_S:g} s and offset collar "
+                 f"max({ONSET_COLLAR_S:g} s, {OFFSET_COLLAR_SHARE:.0%} of the event); segment-based on {SEGMENT_S:g} s segments"),
+        "event_based": summary(event_based.results()),
+        "segment_based": summary(segment_based.results()),
+    }

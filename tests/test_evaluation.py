@@ -12,7 +12,8 @@ import pytest
 from spotter.decision import Detection
 from spotter.engine import Spotter
 from spotter.cli import main
-from spotter.config import SILENCE
+from spotter import evaluation
+from spotter.config import SILENCE, DecisionConfig
 from spotter.evaluation import (
     SWITCHED_OFF,
     calibrate,
@@ -283,3 +284,29 @@ def test_eval_build_on_the_runtime_install_names_the_extra(
     assert main(["eval", "build", "-o", str(tmp_path / "s.wav")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["spotter: eval build needs soundfile, which the runtime install leaves out: pip install 'spotter[train]'"]
+
+
+def test_sound_event_scores_follow_the_dcase_collars() -> None:
+    """sed_eval's event-based F1 takes an onset 150 ms off but not one 300 ms off (200 ms collar), and a long
+    event's offset up to half its length off; segment-based F1 on 1 s segments barely notices either."""
+    labels = ("dog", "rain", "_unknown_", "_silence_")
+    truth = [Event(1.0, 1.4, "dog"), Event(5.0, 15.0, "rain"), Event(20.0, 20.5, "_unknown_")]
+    near = [Event(1.15, 1.5, "dog"), Event(5.1, 12.0, "rain")]
+    far = [Event(1.3, 1.6, "dog"), Event(5.1, 9.0, "rain")]
+    exact = evaluation.sed_metrics({"a": (truth, truth)}, labels)
+    assert exact is not None and exact["event_based"]["f1"] == 1.0 and exact["segment_based"]["error_rate"] == 0.0
+    assert evaluation.sed_metrics({"a": (truth, near)}, labels)["event_based"]["f1"] == 1.0  # type: ignore[index]
+    off = evaluation.sed_metrics({"a": (truth, far)}, labels)
+    assert off is not None and off["event_based"]["f1"] == 0.0 and off["event_based"]["labels"]["dog"]["events"] == 1
+    assert off["segment_based"]["f1"] > 0.5
+
+
+def test_extents_give_every_label_its_bounds() -> None:
+    """Short labels too get the stretch their score stayed above the threshold, moved back by the trigger's lag."""
+    labels = ("dog", "_unknown_")
+    decision = DecisionConfig(smoothing_ms=0, refractory_ms=1000, default_threshold=0.5, bridge_ms=0)
+    samples = np.arange(1, 51) * 1600
+    dog = ((samples >= 10 * 1600) & (samples < 20 * 1600)).astype(float)
+    trace = evaluation.Trace(samples, np.stack([dog, 1 - dog], axis=1), 16000, 5.0, 16000, 1600)
+    (event,) = evaluation.extents(trace, labels, decision)
+    assert (event.label, event.start, event.end) == ("dog", 0.5, 1.5)

@@ -108,6 +108,7 @@ def run_score(args: argparse.Namespace) -> int:
     window_s = spec.features.samples_for(spec.window_frames) / spec.features.sample_rate
     traces = []
     results: dict[str, Any] = {}
+    bounded: dict[str, tuple[list[Any], list[Any]]] = {}
     for wav in [Path(p) for p in args.streams]:
         truth = _known_labels(read_labels(labels_path(wav)), spec.labels, labels_path(wav))
         audio = np.concatenate(list(WavFile(wav, spec.features.sample_rate)))
@@ -116,6 +117,8 @@ def run_score(args: argparse.Namespace) -> int:
         results[wav.name] = evaluation.score(detections, truth, spec.labels, trace.duration_s)
         _, false_alarms, _ = evaluation.match(detections, truth)
         results[wav.name]["false_alarm_causes"] = evaluation.false_alarm_causes(false_alarms, truth, window_s)
+        bounded[wav.name] = (truth, evaluation.extents(trace, spec.labels, spotter.decision))
+    sed = evaluation.sed_metrics(bounded, spec.labels)
     calibration = evaluation.calibrate(traces, spec.labels, spotter.decision, target)
     points = calibration.operating_points
     written = [out / "eval.json"]
@@ -143,11 +146,19 @@ def run_score(args: argparse.Namespace) -> int:
         recall = f"{hits / events:.1%}" if events else "-"
         print(f"all {len(results)} streams: recall {recall} ({hits}/{events}), {alarms} false alarms "
               f"({alarms / hours:.2f}/h over {hours:.2f} h)")
+    if sed is None:
+        print("spotter eval: sed_eval missing, no event-based or segment-based scores (pip install 'spotter[train]')",
+              file=sys.stderr)
+    else:
+        e, g = sed["event_based"], sed["segment_based"]
+        print(f"sound events (all streams, {sed['rule']}): event-based F1 {e['f1']:.1%}, error rate "
+              f"{e['error_rate']:.2f}; segment-based F1 {g['f1']:.1%}, error rate {g['error_rate']:.2f}")
+        print("  event-based F1 per label: " + ", ".join(f"{k} {v['f1']:.1%}" for k, v in e["labels"].items()))
     chosen, tuned = calibration.decision.thresholds, calibration.result["overall"]
     has_keywords = bool(tuned["events"])
     report = {"model": model_path.name, "decision": dataclasses.asdict(spotter.decision), "rule": evaluation.RULE,
               "streams": results, "operating_points": points, "det": calibration.det,
-              "label_thresholds": {"thresholds": chosen, "overall": tuned}}
+              "label_thresholds": {"thresholds": chosen, "overall": tuned}, "sound_events": sed}
     write_text(out / "eval.json", json.dumps(report, indent=1))
     if not has_keywords:
         print("no keyword events in these streams: only false alarms are measured, no thresholds chosen")
