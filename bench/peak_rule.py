@@ -45,12 +45,12 @@ def peak(self, sample, smoothed):
     pending = getattr(self, "_pending", None)
     if ok and (pending is None or smoothed[top] >= pending[1]):
         self._pending = (top, float(smoothed[top]))
-        return None
+        return []
     if pending is None:
-        return None
+        return []
     self._pending = None
     self._last_fire = sample
-    return Detection(self.labels[pending[0]], pending[1], sample, self.sample_rate)
+    return [Detection(self.labels[pending[0]], pending[1], sample, self.sample_rate)]
 
 for name, rule in (("first", first), ("peak", peak)):
     Trigger.decide = rule
