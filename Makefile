@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/speech_commands
 WAKEWORDS ?= ../shared/data/wakewords
+ESC10 ?= ../shared/data/esc10
 STREAMS := runs/streams
 TTS := runs/tts
 TTS_HELD := runs/tts-heldback
 PHRASES := runs/phrases
+EVENTS := runs/events
 
-.PHONY: install install-runtime test train train-computer train-jarvis eval eval-phrases bench bench-train demo clean
+.PHONY: install install-runtime test train train-computer train-jarvis eval eval-phrases events-data bench bench-train demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +78,24 @@ eval-phrases: install $(TTS_HELD)/README.md $(foreach w,computer jarvis,$(foreac
 	for w in computer jarvis; do for c in clean 10db; do \
 		$(BIN)/spotter eval run -m models/$$w.tflite $(PHRASES)/$$w-test-$$c.wav $(PHRASES)/$$w-test-neg-$$c.wav \
 			--report runs/eval-phrases-$$w-$$c || exit 1; done; done
+
+# sound-event scenes for `spotter train --data $(EVENTS)`: ESC-10 clips at random positions and event-to-background
+# ratios (0 to 20 dB) over looped Speech Commands background noise, labelled at each event's extent: 12 training
+# scenes of folds 1-3 over the training part of the noise, and 4 validation scenes of fold 4 over its held-out
+# part, 3 minutes each (about 6 s on 2 cores)
+$(EVENTS)/README.md:
+	$(BIN)/spotter eval build --events $(ESC10) --folds 1,2,3 --split train --noise $(DATA) --minutes 3 --count 12 \
+		--seed 31 -o $(EVENTS)/train.wav
+	$(BIN)/spotter eval build --events $(ESC10) --folds 4 --split validation --noise $(DATA) --minutes 3 --count 4 \
+		--seed 32 -o $(EVENTS)/validation.wav
+	printf '%s\n' "Sound-event scenes built by 'make events-data' from $(ESC10) (ESC-10, K. J. Piczak, CC BY 3.0) over" \
+		"the _background_noise_ of $(DATA) (Speech Commands, CC BY 4.0): train-NN from folds 1-3, validation-NN" \
+		"from fold 4 over the held-out part of the noise. Labels: <name>.txt (Audacity)." > $@
+
+events-data: install $(EVENTS)/README.md
+
+# the sound-event demo (demo/events.wav, events.txt, events-ATTRIBUTION.md): fold-4 clips over held-out noise
+demo/events.wav: ; $(BIN)/python demo/make_events_demo.py
 
 bench: install-runtime
 	$(BIN)/python bench/bench.py

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SPOTTER_DATA", ROOT.parent / "shared" / "data"))
 SPEECH_COMMANDS = DATA / "speech_commands"
+ESC10 = DATA / "esc10"
 DEMO_WAV = ROOT / "demo" / "keywords.wav"
 DEMO_LABELS = ROOT / "demo" / "keywords.txt"
 SHIPPED_MODEL = ROOT / "models" / "kws.tflite"
@@ -41,6 +42,13 @@ def speech_commands() -> Path:
     if not SPEECH_COMMANDS.is_dir():
         pytest.skip(f"Speech Commands pool not found at {SPEECH_COMMANDS}")
     return SPEECH_COMMANDS
+
+
+@pytest.fixture(scope="session")
+def esc10() -> Path:
+    if not ESC10.is_dir():
+        pytest.skip(f"ESC-10 clips not found at {ESC10}")
+    return ESC10
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -38,8 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="other words, silence and noise only (for false alarms per hour)")
     build.add_argument("--noise", action="append", metavar="FOLDER",
                        help="folder whose _background_noise_ makes the noise bed, repeatable (default: the --data folders)")
-    build.add_argument("--split", choices=SPLITS, default="validation")
+    build.add_argument("--split", choices=SPLITS, default="validation",
+                       help="keyword streams: the speakers' split; --events: 'train' lays the scene over the training "
+                       "part of the background noise, the others over its held-out part")
     build.add_argument("--seed", type=int, default=0)
+    events = build.add_argument_group(
+        "sound-event scenes", "--events builds a scene instead of a keyword stream: the folder's clips placed at "
+        "random over looped background noise (--noise, default the _background_noise_ of "
+        f"{DEFAULT_DATA}), labelled at each event's extent; --data, --negatives and --snr are for keyword streams")
+    events.add_argument("--events", metavar="FOLDER",
+                        help="ESC-style folder of sound events: one subfolder per class, clips named <fold>-...")
+    events.add_argument("--folds", type=_folds, metavar="1,2,3",
+                        help="with --events (required): the folds whose clips to use")
+    events.add_argument("--ebr", type=_db_range, metavar="MIN,MAX",
+                        help="with --events: event-to-background ratio range in dB, drawn per clip (default 0,20): "
+                        "the mean power of its events over that of the noise under it")
+    events.add_argument("--count", type=int, metavar="N",
+                        help="with --events: build a set of N scenes, -o NAME.wav writing NAME-00.wav ... "
+                        "NAME-<N-1>.wav; the set uses every clip about equally often")
 
     score = sub.add_parser("run", help="score a model on streams with Audacity labels next to them (.txt)")
     add_model(score)
@@ -64,7 +81,32 @@ def run(args: argparse.Namespace) -> int:
     return {"build": run_build, "run": run_score, "clips": run_clips}[args.eval_command](args)
 
 
+def _folds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected fold numbers separated by commas (1,2,3), got {text!r}") from None
+
+
+def _db_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in dB (0,20), got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise argparse.ArgumentTypeError(f"MIN and MAX must be finite, got {text!r}")
+    if low > high:
+        raise argparse.ArgumentTypeError(f"MIN must not exceed MAX, got {text!r}")
+    return low, high
+
+
 def run_build(args: argparse.Namespace) -> int:
+    if args.events is not None:
+        return _build_scenes(args)
+    given = [flag for flag, value in (("--folds", args.folds), ("--ebr", args.ebr), ("--count", args.count))
+             if value is not None]
+    if given:
+        raise CommandError(f"{', '.join(given)}: only with --events (sound-event scenes)")
     from ..files import write_wav
     from ..labels import labels_path, write_labels
 
@@ -82,6 +124,36 @@ def run_build(args: argparse.Namespace) -> int:
     counted = sum(1 for e in events if e.label in keywords)
     print(f"wrote {out} ({audio.size / config.sample_rate / 60:.1f} min, {counted} keywords, "
           f"{len(events) - counted} other events) and {labels_path(out)}", file=sys.stderr)
+    return 0
+
+
+def _build_scenes(args: argparse.Namespace) -> int:
+    """`eval build --events`: one scene, or a set of `--count` scenes whose clip rounds run on from one to the next."""
+    from ..files import write_wav
+    from ..labels import labels_path, write_labels
+
+    mixed = [flag for flag, used in (("--data", args.data), ("--negatives", args.negatives),
+                                     ("--snr", args.snr != "clean")) if used]
+    if mixed:
+        raise CommandError(f"{', '.join(mixed)} are for keyword streams, not --events scenes (the level is --ebr)")
+    if args.folds is None:
+        raise CommandError("--events needs --folds: the folds whose clips to use (1,2,3 to train, 4 to validate)")
+    count = 1 if args.count is None else args.count
+    if count < 1:
+        raise CommandError(f"--count must be at least 1, got {count}")
+    scenes = training_module("scenes", "eval build")
+    ratios = {} if args.ebr is None else {"ebr_min_db": args.ebr[0], "ebr_max_db": args.ebr[1]}
+    config = scenes.SceneConfig(minutes=args.minutes, folds=args.folds, seed=args.seed, **ratios)
+    noise = [Path(d) for d in (args.noise or [DEFAULT_DATA])]
+    built = scenes.compose_scenes(Path(args.events), config, noise, held_out=args.split != "train", count=count)
+    out = Path(args.output)
+    for index, scene in enumerate(built):
+        path = out if args.count is None else out.with_name(f"{out.stem}-{index:02d}{out.suffix}")
+        write_wav(path, scene.audio, config.sample_rate)
+        write_labels(labels_path(path), scene.events)
+        classes = len({e.label for e in scene.events})
+        print(f"wrote {path} ({scene.audio.size / config.sample_rate / 60:.1f} min, {len(scene.events)} events of "
+              f"{classes} classes from {len(scene.placements)} clips) and {labels_path(path)}", file=sys.stderr)
     return 0
 
 
