@@ -80,11 +80,11 @@ eval-phrases: install $(TTS_HELD)/README.md $(foreach w,computer jarvis,$(foreac
 			--report runs/eval-phrases-$$w-$$c || exit 1; done; done
 
 # sound-event scenes for `spotter train --data $(EVENTS)`: ESC-10 clips at random positions and event-to-background
-# ratios (0 to 20 dB) over looped Speech Commands background noise, labelled at each event's extent: 12 training
+# ratios (0 to 20 dB) over looped Speech Commands background noise, labelled at each event's extent: 24 training
 # scenes of folds 1-3 over the training part of the noise, and 4 validation scenes of fold 4 over its held-out
 # part, 3 minutes each (about 6 s on 2 cores)
 $(EVENTS)/README.md:
-	$(BIN)/spotter eval build --events $(ESC10) --folds 1,2,3 --split train --noise $(DATA) --minutes 3 --count 12 \
+	$(BIN)/spotter eval build --events $(ESC10) --folds 1,2,3 --split train --noise $(DATA) --minutes 3 --count 24 \
 		--seed 31 -o $(EVENTS)/train.wav
 	$(BIN)/spotter eval build --events $(ESC10) --folds 4 --split validation --noise $(DATA) --minutes 3 --count 4 \
 		--seed 32 -o $(EVENTS)/validation.wav

@@ -14,7 +14,7 @@ def shipped(name: str) -> Path:
 
 
 def resolve(value: str | None) -> Path:
-    """A model path, or the name of a shipped model (`kws`, `computer`, `jarvis`); none: the default keyword
+    """A model path, or the name of a shipped model (`kws`, `computer`, `jarvis`, `events`); none: the default keyword
     model. An existing file of that name wins over a shipped model."""
     if not value:
         return shipped(DEFAULT)

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         source = sources.Microphone(args.device, rate, reconnect=args.reconnect, notify=_notify)
     for ending in ENDING_SIGNALS:  # before the banner: once it shows, these end the stream cleanly
         signal.signal(ending, _on_ending_signal)
-    keywords = ", ".join(spec.keyword_labels)
+    lasting = spotter.decision.lasting
+    keywords = ", ".join(spec.keyword_labels) + (f"; with a start and an end: {', '.join(lasting)}" if lasting else "")
     print(
         f"spotter: model {model_path.name} ({spec.architecture}, {spec.quantization}; {keywords}), "
         f"input {source.description}, {rate} Hz, hop {spotter.decision.hop_ms:g} ms",

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, TypeVar
 from ..config import THRESHOLDS, DecisionConfig, Range, finite
 
 EXIT_BAD_INPUT = 2
-DECISION_FLAGS = ("hop_ms", "smoothing_ms", "refractory_ms")
+DECISION_FLAGS = ("hop_ms", "smoothing_ms", "refractory_ms", "bridge_ms")
 """The decision settings every command that runs a model may override."""
 
 Config = TypeVar("Config")
@@ -112,7 +112,7 @@ def _replace(config: Any, path: str, value: Any) -> Any:
 
 def add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", help="model file (.tflite with spotter metadata) or a shipped model's name "
-                        "(kws, computer, jarvis); default: kws")
+                        "(kws, computer, jarvis, events); default: kws")
 
 
 def add_decision(parser: argparse.ArgumentParser, thresholds: bool = True) -> None:
