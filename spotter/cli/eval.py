@@ -190,7 +190,8 @@ def run_score(args: argparse.Namespace) -> int:
         _, false_alarms, _ = evaluation.match(detections, truth)
         results[wav.name]["false_alarm_causes"] = evaluation.false_alarm_causes(false_alarms, truth, window_s)
         bounded[wav.name] = (truth, evaluation.extents(trace, spec.labels, spotter.decision))
-    sed = evaluation.sed_metrics(bounded, spec.labels)
+    labelled = any(e.label in spec.keyword_labels for truth, _ in bounded.values() for e in truth)
+    sed = evaluation.sed_metrics(bounded, spec.labels) if labelled else None  # no events: nothing to score
     calibration = evaluation.calibrate(traces, spec.labels, spotter.decision, target)
     points = calibration.operating_points
     written = [out / "eval.json"]
@@ -218,10 +219,10 @@ def run_score(args: argparse.Namespace) -> int:
         recall = f"{hits / events:.1%}" if events else "-"
         print(f"all {len(results)} streams: recall {recall} ({hits}/{events}), {alarms} false alarms "
               f"({alarms / hours:.2f}/h over {hours:.2f} h)")
-    if sed is None:
+    if labelled and sed is None:
         print("spotter eval: sed_eval missing, no event-based or segment-based scores (pip install 'spotter[train]')",
               file=sys.stderr)
-    else:
+    elif sed is not None:
         e, g = sed["event_based"], sed["segment_based"]
         print(f"sound events (all streams, {sed['rule']}): event-based F1 {e['f1']:.1%}, error rate "
               f"{e['error_rate']:.2f}; segment-based F1 {g['f1']:.1%}, error rate {g['error_rate']:.2f}")
