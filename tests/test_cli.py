@@ -226,3 +226,33 @@ def test_default_data_named_by_another_path_keeps_the_ten_words() -> None:
     args = argparse.Namespace(labels=None)
     assert choose_labels(args, (str(default.resolve()),)) == choose_labels(args, TrainConfig().data)
     assert choose_labels(args, (str(default.resolve()),))[:10] == ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+
+
+EVENTS_DEMO = DEMO_WAV.parent / "events.wav"
+
+
+def test_event_model_lines_are_the_same_from_file_and_stdin() -> None:
+    """The shipped event model on its demo: lasting sounds give start and end lines carrying their bounds, in
+    pairs, short ones a single line, and raw PCM on stdin gives exactly the same lines as the file."""
+    from_file = listen("--model", "events", "--input", str(EVENTS_DEMO))
+    assert from_file.returncode == 0, from_file.stderr.decode()
+    lasting = Classifier.load(SHIPPED_MODEL.parent / "events.tflite").spec.decision.lasting
+    found = events(from_file)
+    assert any(e.get("event") == "end" for e in found), found
+    open_events: dict[str, dict] = {}  # type: ignore[type-arg]
+    for line in found:
+        if line["label"] not in lasting:
+            assert "event" not in line and "start" not in line, line
+        elif line["event"] == "start":
+            assert line["label"] not in open_events and line["start"] <= line["offset"], line
+            open_events[line["label"]] = line
+        else:
+            began = open_events.pop(line["label"])
+            assert line["start"] == began["start"] < line["end"] <= line["offset"], line
+            assert line["duration"] == pytest.approx(line["end"] - line["start"], abs=1.5e-3)  # each rounded to 1 ms
+    assert not open_events, "every start has its end, the last ones at the end of the input"
+    pcm = np.concatenate(list(WavFile(EVENTS_DEMO, 16000))).astype("<i2").tobytes()
+    piped = subprocess.run([*SPOTTER, "listen", "--quiet", "--model", "events", "--input", "-"], input=pcm,
+                           capture_output=True, timeout=60)
+    strip = lambda lines: [{k: v for k, v in e.items() if k != "timestamp"} for e in lines]  # noqa: E731
+    assert strip(events(piped)) == strip(found)
