@@ -117,18 +117,16 @@ class Trigger:
             else:
                 event.below_since = sample if event.below_since is None else event.below_since
                 if sample - event.below_since >= self._bridge:
-                    out.append(self._close(i, sample, max(event.start, event.below_since - self.lag)))
+                    out.append(self._close(i, sample))
         return out
 
-    def _close(self, index: int, sample: int, end: int) -> Detection:
+    def _close(self, index: int, sample: int) -> Detection:
+        """The end line, due at `sample`: the event ended where its score first fell below its threshold (moved
+        back by the lag), or, still sounding, at `sample`."""
         event = self._open.pop(index)
+        end = sample if event.below_since is None else max(event.start, event.below_since - self.lag)
         return Detection(self.labels[index], event.peak, sample, self.sample_rate, EVENT_END, event.start, end)
 
     def finish(self, sample: int) -> list[Detection]:
         """End the lasting events still open when the input ends at `sample`: one still sounding ends there."""
-        out = []
-        for index in sorted(self._open):
-            below = self._open[index].below_since
-            end = sample if below is None else max(self._open[index].start, below - self.lag)
-            out.append(self._close(index, sample, end))
-        return out
+        return [self._close(index, sample) for index in sorted(self._open)]
