@@ -81,13 +81,7 @@ def locate(audio: np.ndarray, sample_rate: int) -> tuple[int, int]:
     peak = float(db.max())
     if peak - floor < EDGE_ABOVE_FLOOR_DB:
         return 0, audio.size
-    bridge = int(BRIDGE_MS / FRAME_MS)
-    clusters: list[list[int]] = []
-    for start, end in _runs(db >= peak - SEED_BELOW_PEAK_DB):
-        if clusters and start - clusters[-1][1] <= bridge:
-            clusters[-1][1] = end
-        else:
-            clusters.append([start, end])
+    clusters = bridged(_runs(db >= peak - SEED_BELOW_PEAK_DB), int(BRIDGE_MS / FRAME_MS))
     power = np.power(10.0, db / 10.0)
     first, last = max(clusters, key=lambda c: float(power[c[0] : c[1]].sum()))
     edge = max(floor + EDGE_ABOVE_FLOOR_DB, peak - EDGE_BELOW_PEAK_DB)
@@ -106,6 +100,18 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) index pairs of the True runs in a boolean array."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def bridged(runs: list[tuple[int, int]], gap: int, silent: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Runs of frames closer than `gap` frames merged (not across a silent frame, when `silent` is given): the
+    syllables of a word, the parts of a crow or a double bark."""
+    merged: list[tuple[int, int]] = []
+    for start, end in runs:
+        if merged and start - merged[-1][1] <= gap and (silent is None or not silent[merged[-1][1] : start].any()):
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def cut_window(audio: np.ndarray, length: int, sample_rate: int) -> np.ndarray:

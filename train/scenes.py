@@ -21,7 +21,7 @@ from spotter.config import ms_to_samples
 from spotter.labels import Event
 from spotter.sources import INT16_MAX, to_int16
 
-from .audio import FLOOR_PERCENTILE, FRAME_MS, _runs, band_energy_db, read_audio
+from .audio import FLOOR_PERCENTILE, FRAME_MS, _runs, band_energy_db, bridged, read_audio
 from .data import BACKGROUND_DIR, Clip, as_paths, list_clips, read_noise
 from .streams import noise_bed
 
@@ -124,25 +124,14 @@ def event_bounds(samples: np.ndarray, rate: int) -> list[tuple[int, int]]:
     seed = (db >= peak - SEED_BELOW_PEAK_DB) & ~silent
     edge = (db >= max(floor + EDGE_ABOVE_FLOOR_DB, peak - EDGE_BELOW_PEAK_DB)) & ~silent
     parts = [(start, end) for start, end in _runs(edge) if seed[start:end].any()]
-    recurring = _bridge(parts, int(RECUR_GAP_MS / FRAME_MS))
+    recurring = bridged(parts, int(RECUR_GAP_MS / FRAME_MS))
     extent = int(sounding[-1]) + 1 - int(sounding[0])
     margin = int(MARGIN_MS / FRAME_MS)
     if sum(end - start for start, end in recurring) >= CONTINUOUS_SHARE * extent:
         spans = [_widen(parts[0][0], parts[-1][1], margin, silent)]
     else:
-        spans = [_widen(start, end, margin, silent) for start, end in _bridge(parts, int(BRIDGE_MS / FRAME_MS), silent)]
+        spans = [_widen(start, end, margin, silent) for start, end in bridged(parts, int(BRIDGE_MS / FRAME_MS), silent)]
     return _on_samples(samples, spans, frame)
-
-
-def _bridge(runs: list[tuple[int, int]], gap: int, silent: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """Runs closer than `gap` frames merged (not across a silent frame, when `silent` is given)."""
-    merged: list[tuple[int, int]] = []
-    for start, end in runs:
-        if merged and start - merged[-1][1] <= gap and (silent is None or not silent[merged[-1][1] : start].any()):
-            merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _widen(start: int, end: int, margin: int, silent: np.ndarray) -> tuple[int, int]:
