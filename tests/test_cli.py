@@ -214,6 +214,13 @@ def test_train_flags_are_derived_from_the_config(capsys: pytest.CaptureFixture[s
     assert (config.features.compression, config.hard_negative_share, config.architecture) == ("pcen", 0.0, "tc-resnet8")
     assert config.max_per_word == 5 and config.tune is None and config.augment.speed_min == defaults.augment.speed_min
     assert len(CONFIG_FLAGS) == len(set(CONFIG_FLAGS))
+    noisy = config_of(build_parser().parse_args(["train", "--snr-min", "-10", "--snr-max", "15"]))
+    assert (noisy.augment.snr_db_min, noisy.augment.snr_db_max) == (-10.0, 15.0)
+
+
+def test_train_refuses_an_snr_range_upside_down(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--snr-min", "10", "--snr-max", "0", "-o", "unused.tflite"]) == 2
+    assert capsys.readouterr().err.strip() == "spotter train: --snr-min (10 dB) is above --snr-max (0 dB)"
 
 
 def test_default_data_named_by_another_path_keeps_the_ten_words() -> None:

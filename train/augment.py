@@ -46,8 +46,12 @@ class AugmentConfig:
     gain_db_min: float = -12.0
     gain_db_max: float = 6.0
     noise_prob: float = 0.8
-    snr_db_min: float = 0.0
-    snr_db_max: float = 20.0
+    snr_db_min: float = documented(
+        0.0, "lowest SNR of the background noise mixed into training examples, in dB against the power of the whole "
+        "window (a half-second word in a one-second window is 3 dB louder than that): quiet words in a noisy room "
+        "sit below 0 dB", name="--snr-min", metavar="DB")
+    snr_db_max: float = documented(20.0, "highest SNR of the mixed-in noise (see --snr-min)", name="--snr-max",
+                                   metavar="DB")
     silence_gain_min: float = 0.02
     silence_gain_max: float = 1.5
     time_masks: int = 2

@@ -15,7 +15,8 @@ from .options import CommandError, add_config_flags, config_from_args, training_
 HELP = "train a model (needs the training extra: pip install 'spotter[train]')"
 CONFIG_FLAGS = (
     "window_ms", "architecture", "epochs", "per_class", "unknown_weight", "hard_negative_share", "label_smoothing",
-    "augment.shift_ms", "augment.keyword_inside", "augment.context", "augment.partial_keywords", "batch_size", "learning_rate", "quantize", "seed", "max_per_word",
+    "augment.shift_ms", "augment.keyword_inside", "augment.context", "augment.partial_keywords",
+    "augment.snr_db_min", "augment.snr_db_max", "batch_size", "learning_rate", "quantize", "seed", "max_per_word",
     "steps_per_epoch", "features.compression", "features.noise_floor", "feature_variants", "refresh_epochs",
 )
 NEGATIVE_MINUTES_PER_KEYWORD_MINUTE = TuneSettings().negative_minutes / TuneSettings().keyword_minutes
@@ -88,7 +89,11 @@ def config_of(args: argparse.Namespace) -> TrainConfig:
                         negative_minutes=NEGATIVE_MINUTES_PER_KEYWORD_MINUTE * args.tune_minutes)
     config = dataclasses.replace(TrainConfig(), data=data, negatives=tuple(args.negatives),
                                  labels=choose_labels(args, data), tune=tune if args.tune else None)
-    return config_from_args(config, args, CONFIG_FLAGS)
+    config = config_from_args(config, args, CONFIG_FLAGS)
+    if config.augment.snr_db_min > config.augment.snr_db_max:
+        raise CommandError(f"--snr-min ({config.augment.snr_db_min:g} dB) is above --snr-max "
+                           f"({config.augment.snr_db_max:g} dB)")
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
