@@ -83,6 +83,14 @@ SWITCHED_OFF_THRESHOLD = 1.01
 for a keyword that never reaches its false-alarm share, so files carry it."""
 THRESHOLDS = Range(0.0, SWITCHED_OFF_THRESHOLD)
 SAMPLE_RATES = Range(8000, 192000)
+MIC_BLOCK_MS = 200.0
+"""Audio per callback (`spotter listen` uses the hop where it is longer). What the microphone path costs beyond the
+engine is paid per callback, not per sample: PortAudio and PulseAudio (with a callback that does nothing, through
+the PulseAudio virtual microphone: about 4 ms per second of audio at 50 ms blocks, 2 at 100, 0.5 at 200) and
+waking the worker, whose caches are cold again each time (the same pushes cost twice the CPU with a sleep between
+them). `spotter listen` then costs 6.8 ms per second of audio at 200 ms blocks against 12.4 at 100 (a file: 4.6);
+the price is 50 ms more latency on average (README: Benchmarks); `spotter listen --block-ms` chooses."""
+MIC_BLOCK_RANGE_MS = Range(10.0, 1000.0)
 MAX_N_FFT = 4096
 """85 ms at 48 kHz. The window must fit in the FFT, and the exact noise floor (`LogMel._noise_energies`) holds
 about 24 x window x n_fft bytes at once: 0.4 GB here, where 65536 points would take 100 GB."""

@@ -20,9 +20,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class Classifier:
     """Runs the model file's interpreter; (de)quantisation of int8 models is handled inside."""
 
-    def __init__(self, tflite: bytes, spec: ModelSpec, num_threads: int = 1) -> None:
+    def __init__(self, tflite: bytes, spec: ModelSpec, num_threads: int = 1, preserve_all_tensors: bool = False) -> None:
         self.spec = spec
-        self._interpreter = modelfile.make_interpreter(tflite, num_threads)
+        self._interpreter = modelfile.make_interpreter(tflite, num_threads, preserve_all_tensors)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         expected = (self.spec.window_frames, self.spec.features.n_mels)

@@ -7,6 +7,7 @@ so reading the spec needs nothing but Python. The interpreter package is chosen 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -206,20 +207,41 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def make_interpreter(tflite: bytes, num_threads: int = 1) -> Any:
-    """A TFLite interpreter from LiteRT (ai-edge-litert) or, where only it exists, tflite-runtime."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
+INTERPRETERS = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+"""LiteRT where it has wheels; tflite-runtime where only it has (32-bit Pi OS, armv7l)."""
+NO_INTERPRETER = ("no TFLite interpreter could be imported ({reasons}): pip install ai-edge-litert, or on 32-bit "
+                  "Pi OS (armv7l) pip install tflite-runtime 'numpy<2' (README: Raspberry Pi)")
+
+
+def _interpreter_class() -> Any:
+    """The first interpreter class that imports. Whatever an import raises means that one is unusable, not only
+    ImportError: tflite-runtime, built for numpy 1, raises ImportError, SystemError or AttributeError under numpy 2,
+    after numpy prints a warning with a traceback in it (silenced: the error is one line)."""
+    reasons: list[str] = []
+    for module in INTERPRETERS:
         try:
-            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
-        except ImportError:
-            raise ModelFileError(
-                "no TFLite interpreter: pip install ai-edge-litert (or tflite-runtime on 32-bit Pi OS)"
-            ) from None
+            with _quiet_stderr():
+                return importlib.import_module(module).Interpreter
+        except Exception as exc:
+            reasons.append(f"{module.split('.')[0]}: {_first_line(exc)}")
+    raise ModelFileError(NO_INTERPRETER.format(reasons="; ".join(reasons)))
+
+
+def make_interpreter(tflite: bytes, num_threads: int = 1, preserve_all_tensors: bool = False) -> Any:
+    """A TFLite interpreter from LiteRT (ai-edge-litert) or, where only it exists, tflite-runtime.
+
+    `preserve_all_tensors` keeps every intermediate tensor readable after `invoke` (`spotter embed` reads the
+    classifier's input); it runs the built-in kernels only, since a delegate keeps the tensors it runs to itself.
+    """
+    Interpreter = _interpreter_class()
+    options: dict[str, Any] = {}
+    if preserve_all_tensors:
+        resolvers = sys.modules[Interpreter.__module__].OpResolverType
+        options = {"experimental_preserve_all_tensors": True,
+                   "experimental_op_resolver_type": resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
     try:
         with _quiet_stderr():  # LiteRT announces its XNNPACK delegate on fd 2; stderr belongs to spotter
-            interpreter = Interpreter(model_content=tflite, num_threads=num_threads)
+            interpreter = Interpreter(model_content=tflite, num_threads=num_threads, **options)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"the TFLite interpreter rejected the model: {_first_line(exc)}") from None

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Callable, Generator, Iterator
 
 import numpy as np
 
-from .config import SAMPLE_RATES, ms_to_samples
+from .config import MIC_BLOCK_MS, SAMPLE_RATES, ms_to_samples
 from .resample import Resampler
 
 INT16_MAX = 32767
@@ -32,7 +32,8 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
 
 
 class _Converter:
-    """Downmix to mono and resample to the target rate, keeping state across chunks."""
+    """Downmix to mono and resample to the target rate, keeping state across chunks. Mono int16 at the target rate
+    (a microphone or stdin at 16 kHz) passes through as it is."""
 
     def __init__(self, source_rate: int, target_rate: int) -> None:
         self.resampler = Resampler(source_rate, target_rate)
@@ -40,7 +41,7 @@ class _Converter:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         mono = frames.mean(axis=1) if frames.ndim == 2 and frames.shape[1] > 1 else frames.reshape(-1)
         if self.resampler.identity:
-            return to_int16(mono)
+            return mono if mono.dtype == np.int16 else to_int16(mono)
         return to_int16(self.resampler.push(mono))
 
     def flush(self) -> np.ndarray:
@@ -278,7 +279,7 @@ class RawStdin:
             usable = len(data) - len(data) % 2
             leftover = data[usable:]
             if usable:
-                yield self._convert(np.frombuffer(data[:usable], dtype="<i2").astype(np.float64))
+                yield self._convert(np.frombuffer(data[:usable], dtype="<i2"))
         if leftover:
             self.odd_byte = True
         tail = self._convert.flush()
@@ -287,11 +288,11 @@ class RawStdin:
 
 
 class RingBuffer:
-    """Fixed-size sample store between the audio callback and the worker. The writer only copies; when the
-    reader falls behind, whole blocks are dropped and counted, never silently overwritten."""
+    """Fixed-size store of mono int16 samples between the audio callback and the worker. The writer only copies;
+    when the reader falls behind, whole blocks are dropped and counted, never silently overwritten."""
 
-    def __init__(self, capacity: int, channels: int = 1) -> None:
-        self._data = np.zeros((capacity, channels), dtype=np.float32)
+    def __init__(self, capacity: int) -> None:
+        self._data = np.zeros(capacity, dtype=np.int16)
         self._capacity = capacity
         self._write = 0
         self._read = 0
@@ -300,7 +301,8 @@ class RingBuffer:
         self.dropped_blocks = 0
 
     def write(self, block: np.ndarray) -> None:
-        count = block.shape[0]
+        block = block.reshape(-1)
+        count = block.size
         with self._lock:
             if self._write - self._read + count > self._capacity:
                 self.dropped_blocks += 1
@@ -319,8 +321,8 @@ class RingBuffer:
             self._ready.clear()
             count = self._write - self._read
             start = self._read % self._capacity
-            idx = (start + np.arange(count)) % self._capacity
-            out = self._data[idx].copy()
+            first = min(count, self._capacity - start)
+            out = np.concatenate((self._data[start : start + first], self._data[: count - first]))
             self._read += count
         return out
 
@@ -336,8 +338,6 @@ RELEASE_WAIT_S = 1.0
 """Closing a stream whose server froze blocks inside PortAudio: after this long it is left to a thread."""
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Backoff between attempts to reopen a lost microphone (--reconnect); the last repeats."""
-
-
 class DeviceLost(AudioError):
     """The microphone stopped delivering audio: its sound server went away, it was unplugged, or its stream failed."""
 
@@ -347,7 +347,7 @@ class Microphone:
     notices a stream that ends or stops delivering and then raises DeviceLost, or with `reconnect` reopens the
     device with backoff, telling `notify` each attempt."""
 
-    def __init__(self, device: str | None, target_rate: int, block_ms: float = 50.0, buffer_s: float = 10.0,
+    def __init__(self, device: str | None, target_rate: int, block_ms: float = MIC_BLOCK_MS, buffer_s: float = 10.0,
                  reconnect: bool = False, notify: Callable[[str], None] | None = None) -> None:
         self.sd = import_sounddevice()
         self.wanted = device
@@ -408,7 +408,7 @@ class Microphone:
         self._finished = threading.Event()
         try:
             stream = self.sd.InputStream(
-                device=self.device_index, samplerate=self.rate, channels=1, dtype="float32",
+                device=self.device_index, samplerate=self.rate, channels=1, dtype="int16",
                 blocksize=self.block, callback=self._callback, finished_callback=self._finished.set,
             )
         except Exception as exc:
@@ -441,7 +441,7 @@ class Microphone:
             block = self.ring.read(timeout=READ_WAIT_S)
             if block.size:
                 silent_s, patience_s = 0.0, STALL_S
-                yield self._convert(block * 32768.0)
+                yield self._convert(block)
                 continue
             if self._finished.is_set():  # PortAudio ended the stream: the server died, the device failed or went
                 return True

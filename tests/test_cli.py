@@ -263,3 +263,29 @@ def test_event_model_lines_are_the_same_from_file_and_stdin() -> None:
                            capture_output=True, timeout=60)
     strip = lambda lines: [{k: v for k, v in e.items() if k != "timestamp"} for e in lines]  # noqa: E731
     assert strip(events(piped)) == strip(found)
+
+
+@pytest.mark.parametrize(("flag", "opened_with"), [([], 200.0), (["--block-ms", "150"], 150.0), (["--block-ms", "20"], 100.0)])
+def test_listen_opens_the_microphone_with_blocks_of_at_least_a_hop(
+    flag: list[str], opened_with: float, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--block-ms trades latency for CPU (config.MIC_BLOCK_MS), but never below the model's 100 ms hop."""
+    from spotter import sources
+
+    opened: list[float] = []
+
+    def fake_microphone(device: str | None, rate: int, block_ms: float, **kwargs: object) -> None:
+        opened.append(block_ms)
+        raise sources.AudioError("no microphone in this test")
+
+    monkeypatch.setattr(sources, "Microphone", fake_microphone)
+    assert main(["listen", "--quiet", *flag]) == 2
+    assert opened == [opened_with]
+    assert capsys.readouterr().err.strip().endswith("no microphone in this test")
+
+
+def test_listen_refuses_a_block_size_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["listen", "--block-ms", "5"])
+    assert exit_info.value.code == 2
+    assert "--block-ms: must be between 10 and 1000 ms" in capsys.readouterr().err

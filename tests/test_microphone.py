@@ -19,8 +19,10 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -329,3 +331,42 @@ def test_reconnect_is_for_the_microphone_only(capsys: pytest.CaptureFixture[str]
 
     assert main(["listen", "--quiet", "--reconnect", "--input", str(DEMO_WAV)]) == 2
     assert capsys.readouterr().err == "spotter: --reconnect is for the microphone; it does not apply to --input\n"
+
+
+def test_the_service_command_feeds_its_fifo_while_read(
+    null_sink: str, model: Path, keepalive: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    """deploy/spotter.service's ExecStart, run as systemd would (its `$$` as `$`, %h's spotter this one, %t a temporary
+    folder): it makes the FIFO, waits for a reader, sends it keywords heard on the microphone as JSON lines, and after
+    the reader has gone its next detection ends it with 141, for systemd to start it again."""
+    from .test_deploy import exec_start
+
+    script = exec_start()[2]
+    assert " --model kws " in script
+    script = script.replace(" --model kws ", f" --model {shlex.quote(str(model))} ")
+    spotter_bin = Path(sys.executable).parent / "spotter"
+    fifo = tmp_path / "spotter" / "detections"
+    fifo.parent.mkdir()
+    clip = _head_of_wav(DEMO_WAV, RECONNECT_CLIP_S, tmp_path / "keywords-head.wav")
+    service = subprocess.Popen(["/bin/sh", "-c", script, str(spotter_bin), str(fifo)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, preexec_fn=_default_sigint)
+    try:
+        deadline = time.monotonic() + 10
+        while not fifo.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stat.S_ISFIFO(fifo.stat().st_mode)
+        with fifo.open() as reader:  # spotter starts now
+            time.sleep(KEEPALIVE_S)
+            played = subprocess.run(["paplay", f"--device={null_sink}", str(clip)], capture_output=True, timeout=30)
+            assert played.returncode == 0, played.stderr
+            time.sleep(1.0)
+            os.set_blocking(reader.fileno(), False)
+            lines = reader.read().splitlines()
+        heard = {json.loads(line)["label"] for line in lines}
+        assert heard and not heard & NOT_KEYWORDS, lines
+        subprocess.run(["paplay", f"--device={null_sink}", str(clip)], capture_output=True, timeout=30)
+        assert service.wait(timeout=10) == 141
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()

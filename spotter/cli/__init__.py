@@ -16,7 +16,7 @@ from .options import EXIT_BAD_INPUT, CommandError
 
 EXIT_BROKEN_PIPE = 141
 """What a shell reports for a writer killed by SIGPIPE; `spotter listen | head -1` ends with it, silently."""
-COMMANDS = ("listen", "devices", "info", "eval", "train")
+COMMANDS = ("listen", "devices", "info", "eval", "train", "embed", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:

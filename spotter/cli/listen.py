@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import MIC_BLOCK_MS, MIC_BLOCK_RANGE_MS
 from .options import EXIT_BAD_INPUT, CommandError, add_decision, add_model, decision_from_args
 
 HELP = "detect keywords live (microphone) or in a WAV file or stdin; JSON lines out"
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "backoff and go on, instead of exiting with status 2")
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
                         help="pace a file like a microphone")
+    parser.add_argument("--block-ms", type=_block_ms, default=MIC_BLOCK_MS,
+                        help="microphone: audio per callback, at least the hop; smaller answers sooner and costs "
+                             f"more CPU (default {MIC_BLOCK_MS:g})")
     add_decision(parser)
     parser.add_argument("--quiet", "-q", action=argparse.BooleanOptionalAction, default=False,
                         help="no live view on stderr")
@@ -59,6 +63,16 @@ def _stdin_rate(text: str) -> int:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return rate
+
+
+def _block_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
+    if value not in MIC_BLOCK_RANGE_MS:
+        raise argparse.ArgumentTypeError(f"must be {MIC_BLOCK_RANGE_MS.words()} ms")
+    return value
 
 
 def _notify(message: str) -> None:
@@ -91,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.input:
         source = sources.WavFile(Path(args.input), rate, realtime=args.realtime)
     else:
-        source = sources.Microphone(args.device, rate, reconnect=args.reconnect, notify=_notify)
+        # blocks of at least a hop: each callback costs CPU however little audio it brings (config.MIC_BLOCK_MS)
+        block_ms = max(spotter.decision.hop_ms, args.block_ms)
+        source = sources.Microphone(args.device, rate, block_ms=block_ms, reconnect=args.reconnect, notify=_notify)
     for ending in ENDING_SIGNALS:  # before the banner: once it shows, these end the stream cleanly
         signal.signal(ending, _on_ending_signal)
     lasting = spotter.decision.lasting
