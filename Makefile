@@ -11,7 +11,7 @@ TTS_HELD := runs/tts-heldback
 PHRASES := runs/phrases
 EVENTS := runs/events
 
-.PHONY: install install-runtime test train train-events train-computer train-jarvis eval eval-phrases events-data bench bench-train demo clean
+.PHONY: install install-runtime test train train-events train-computer train-jarvis eval eval-phrases events-data bench bench-train demo pi-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -106,12 +106,18 @@ demo/events.wav: ; $(BIN)/python demo/make_events_demo.py
 
 bench: install-runtime
 	$(BIN)/python bench/bench.py
-	$(BIN)/python bench/bench.py --model models/computer.tflite --recording demo/computer.wav
-	$(BIN)/python bench/bench.py --model models/events.tflite --recording demo/events.wav
+	$(BIN)/python bench/bench.py --model models/computer.tflite --recording demo/computer.wav --no-inputs
+	$(BIN)/python bench/bench.py --model models/events.tflite --recording demo/events.wav --no-inputs
 
 # seconds per training epoch by stage, and the waveform-domain augmentation it replaced
 bench-train: install
 	$(BIN)/python bench/bench_train.py
+
+# the pre-release check of the README's Raspberry Pi install (pi/pi-check.sh; root, network, 30-60 min the first
+# time): Debian arm64 and armhf roots under qemu-user, the README's install, both demos compared with x86's
+ARCHES ?= arm64 armhf
+pi-check: install-runtime
+	pi/pi-check.sh $(ARCHES)
 
 # the main job without a microphone: the default model on the shipped demo recording
 demo: install-runtime

@@ -72,8 +72,11 @@ def _requirements(machine: str) -> dict[str, str]:
     return {name: ",".join(sorted(specs)) for name, specs in chosen.items()}
 
 
-def test_32_bit_pi_os_gets_tflite_runtime_with_numpy_1() -> None:
-    armv7l = _requirements("armv7l")
+@pytest.mark.parametrize("machine", ["armv7l", "armv8l"])
+def test_32_bit_pi_os_gets_tflite_runtime_with_numpy_1(machine: str) -> None:
+    """armv8l: 32-bit Pi OS on a Pi 4 or 5 boots a 64-bit kernel, which reports aarch64 unless pip runs under
+    `linux32` (README: install B), and then armv8l."""
+    armv7l = _requirements(machine)
     assert "tflite-runtime" in armv7l and "ai-edge-litert" not in armv7l
     assert "<2" in armv7l["numpy"]
     for machine in ("aarch64", "x86_64"):
