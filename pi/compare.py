@@ -1,56 +1,71 @@
-"""Compare spotter's JSON detection lines from an emulated Pi with x86's.
+"""Compare spotter's JSON detection lines from an emulated Pi with a reference run's (x86, same interpreter).
 
 usage: python3 compare.py REFERENCE.jsonl CANDIDATE.jsonl [--score-tol T]
 
 Every line must match in order: the same keys and the same values for everything but `timestamp` (ignored) and
-`score` (within T, default 0.01). Offsets, starts, ends and durations are counted in samples, so they must be
-equal. Prints one line per difference and exits 1 if there is any; otherwise prints the largest score difference.
+`score` (within T). Offsets, starts, ends and durations are counted in samples, so they must be equal. Prints one
+line per difference and exits 1 if there is any; otherwise prints the largest score difference. Standard library
+only: it runs with the host's python3, outside any venv.
 """
+from __future__ import annotations
+
+import argparse
 import json
 import sys
+from typing import Any
+
+SCORE_TOLERANCE = 0.01
+"""Scores are rounded to 4 digits on output; interpreters' float paths may move the last few."""
+IGNORED = ("timestamp",)
 
 
-def load(path):
+def load(path: str) -> list[dict[str, Any]]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def main(argv):
-    tol = 0.01
-    if "--score-tol" in argv:
-        i = argv.index("--score-tol")
-        tol = float(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
-    ref_path, cand_path = argv
-    ref, cand = load(ref_path), load(cand_path)
-    problems = []
+def differences(reference: list[dict[str, Any]], candidate: list[dict[str, Any]], tolerance: float) -> tuple[list[str], float]:
+    """What differs, line by line, and the largest score difference among matching lines."""
+    problems: list[str] = []
     worst = 0.0
-    if len(ref) != len(cand):
-        problems.append(f"{len(cand)} detections, x86 has {len(ref)}")
-    for n, (r, c) in enumerate(zip(ref, cand), 1):
-        r = {k: v for k, v in r.items() if k != "timestamp"}
-        c = {k: v for k, v in c.items() if k != "timestamp"}
-        if set(r) != set(c):
-            problems.append(f"line {n}: keys {sorted(c)} vs x86 {sorted(r)}")
+    if len(reference) != len(candidate):
+        problems.append(f"{len(candidate)} detections, the reference has {len(reference)}")
+    for n, (ref, cand) in enumerate(zip(reference, candidate), 1):
+        ref = {k: v for k, v in ref.items() if k not in IGNORED}
+        cand = {k: v for k, v in cand.items() if k not in IGNORED}
+        if set(ref) != set(cand):
+            problems.append(f"line {n}: keys {sorted(cand)} vs reference {sorted(ref)}")
             continue
-        for k in r:
-            if k == "score":
-                d = abs(float(r[k]) - float(c[k]))
-                worst = max(worst, d)
-                if d > tol:
-                    problems.append(f"line {n} ({r.get('label')} at {r.get('offset')}): score {c[k]} vs x86 {r[k]}")
-            elif r[k] != c[k]:
-                problems.append(f"line {n}: {k} {c[k]!r} vs x86 {r[k]!r} ({json.dumps(r)})")
-    if len(ref) != len(cand):
-        extra = cand[len(ref):] if len(cand) > len(ref) else ref[len(cand):]
-        who = "only here" if len(cand) > len(ref) else "only on x86"
-        for e in extra:
-            problems.append(f"{who}: {json.dumps(e)}")
-    for p in problems:
-        print(f"  MISMATCH {p}")
+        for key in ref:
+            if key == "score":
+                gap = abs(float(ref[key]) - float(cand[key]))
+                worst = max(worst, gap)
+                if gap > tolerance:
+                    problems.append(f"line {n} ({ref.get('label')} at {ref.get('offset')}): score {cand[key]} vs "
+                                    f"reference {ref[key]}")
+            elif ref[key] != cand[key]:
+                problems.append(f"line {n}: {key} {cand[key]!r} vs reference {ref[key]!r} ({json.dumps(ref)})")
+    if len(candidate) > len(reference):
+        problems += [f"only here: {json.dumps(e)}" for e in candidate[len(reference):]]
+    else:
+        problems += [f"only in the reference: {json.dumps(e)}" for e in reference[len(candidate):]]
+    return problems, worst
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reference")
+    parser.add_argument("candidate")
+    parser.add_argument("--score-tol", type=float, default=SCORE_TOLERANCE)
+    args = parser.parse_args(argv)
+    reference, candidate = load(args.reference), load(args.candidate)
+    problems, worst = differences(reference, candidate, args.score_tol)
+    for problem in problems:
+        print(f"  MISMATCH {problem}")
     if problems:
         return 1
-    print(f"  {len(ref)} detections match x86 (largest score difference {worst:.4f}, tolerance {tol})")
+    print(f"  {len(reference)} detections match the reference (largest score difference {worst:.4f}, tolerance "
+          f"{args.score_tol})")
     return 0
 
 
