@@ -58,7 +58,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("candidate")
     parser.add_argument("--score-tol", type=float, default=SCORE_TOLERANCE)
     args = parser.parse_args(argv)
-    reference, candidate = load(args.reference), load(args.candidate)
+    try:
+        reference, candidate = load(args.reference), load(args.candidate)
+    except (OSError, ValueError) as exc:
+        print(f"compare.py: cannot read the detections: {exc}", file=sys.stderr)
+        return 2
     problems, worst = differences(reference, candidate, args.score_tol)
     for problem in problems:
         print(f"  MISMATCH {problem}")
