@@ -22,6 +22,7 @@ import numpy as np
 
 from .config import DecisionConfig, ModelSpec
 from .engine import REPLAY_BLOCK_MS, Spotter
+from .evaluation import run_stream
 from .files import write_atomic, write_text
 from .labels import labels_path, read_labels
 from .model import Classifier
@@ -167,9 +168,8 @@ def embed_file(spotter: Spotter, audio: np.ndarray, block_ms: float = REPLAY_BLO
     if not isinstance(embedder, Embedder):
         raise TypeError("embed_file needs a Spotter built on an Embedder")
     embedder.clear()
-    spotter.record = True
-    spotter.run(audio, block_ms)
-    ends = np.array([sample for sample, _ in spotter.trace], dtype=np.int64)
+    _, trace = run_stream(spotter, audio, block_ms)
+    ends = trace.samples
     features = embedder.embeddings()
     if features.shape[0] != ends.size:  # one `predict` per hop is the engine's contract; rows must follow it
         raise RuntimeError(f"{features.shape[0]} embeddings for {ends.size} windows")

@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import BACKGROUND_LABELS, TARGET_FALSE_ALARMS_PER_HOUR, DecisionConfig
 from .decision import EVENT_END, Detection, Trigger
-from .engine import Spotter
+from .engine import REPLAY_BLOCK_MS, Spotter
 from .labels import Event
 
 HIT_AFTER_END_S = 1.0
@@ -129,10 +129,11 @@ class Trace:
                      self.window_samples, self.hop_samples * every)
 
 
-def run_stream(spotter: Spotter, audio: np.ndarray) -> tuple[list[Detection], Trace]:
-    """One pass: the spotter's own detections and the trace of smoothed scores of every hop."""
+def run_stream(spotter: Spotter, audio: np.ndarray, block_ms: float = REPLAY_BLOCK_MS) -> tuple[list[Detection], Trace]:
+    """One pass (in blocks of `block_ms`): the spotter's own detections and the trace of smoothed scores of every
+    hop."""
     spotter.record = True
-    detections = spotter.run(audio)
+    detections = spotter.run(audio, block_ms)
     rate = spotter.spec.features.sample_rate
     samples = np.array([s for s, _ in spotter.trace], dtype=np.int64)
     smoothed = np.array([p for _, p in spotter.trace]).reshape(len(samples), len(spotter.spec.labels))

@@ -22,6 +22,7 @@ import numpy as np
 from .config import BACKGROUND_LABELS, DecisionConfig, ModelSpec
 from .decision import EVENT_END, Detection
 from .engine import Spotter
+from .evaluation import run_stream
 from .features import LogMel
 from .model import Classifier
 
@@ -75,13 +76,9 @@ def replay(spotter: Spotter, audio: np.ndarray, wanted: Collection[int] = ()) ->
         raise TypeError("replay needs a Spotter built on a WindowTap")
     tap.clear()
     tap.wanted = set(wanted)
-    spotter.record = True
-    detections = spotter.run(audio)
-    labels = len(spotter.spec.labels)
-    ends = np.array([sample for sample, _ in spotter.trace], dtype=np.int64)
-    smoothed = np.array([scores for _, scores in spotter.trace], dtype=np.float32).reshape(-1, labels)
-    raw = np.array(tap.posteriors, dtype=np.float32).reshape(-1, labels)
-    return Replay(detections, ends, raw, smoothed), dict(tap.kept)
+    detections, trace = run_stream(spotter, audio)
+    raw = np.array(tap.posteriors, dtype=np.float32).reshape(-1, len(spotter.spec.labels))
+    return Replay(detections, trace.samples, raw, trace.smoothed.astype(np.float32)), dict(tap.kept)
 
 
 @dataclass
