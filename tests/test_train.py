@@ -164,3 +164,61 @@ def test_resume_refuses_a_folder_that_is_no_run(tmp_path: Path, capsys) -> None:
 
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "not a training run folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def ensemble(trained, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The fixture's run and a second seed of it, combined by `spotter train --ensemble`."""
+    from spotter.cli import main
+
+    _, first, config = trained
+    second = tmp_path_factory.mktemp("member") / "seed1.tflite"
+    train(dataclasses.replace(config, seed=1, tune=None), second)
+    out = tmp_path_factory.mktemp("ensemble") / "both.tflite"
+    assert main(["train", "--ensemble", str(first), str(second), "--output", str(out)]) == 0
+    return [first, second], out
+
+
+def test_ensemble_averages_its_members_logits(ensemble) -> None:  # type: ignore[no-untyped-def]
+    members, out = ensemble
+    networks = [keras.models.load_model(m.with_suffix(".keras")) for m in members]
+    combined = keras.models.load_model(out.with_suffix(".keras"))
+    windows = np.random.default_rng(0).normal(-5.0, 3.0, (8, 98, 40)).astype(np.float32)
+    member_logits = [architectures.logits_model(n).predict(windows, verbose=0) for n in networks]
+    np.testing.assert_allclose(architectures.logits_model(combined).predict(windows, verbose=0),
+                               np.mean(member_logits, axis=0), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(member_logits[0], member_logits[1])  # two seeds, two different networks
+    spec = modelfile.read_spec(out)
+    assert spec.architecture == "ensemble of 2 ds-cnn" and spec.outputs == "logits"
+    assert spec.metrics["parameters"] == sum(architectures.count_parameters(n) for n in networks)
+    assert spec.metrics["multiplies"] == sum(architectures.count_multiplies(n) for n in networks)
+    assert [m["seed"] for m in spec.training["members"]] == [0, 1]
+    assert "validation/clean" in spec.metrics["streaming"]  # thresholds set on streams, as the first member's were
+    card = out.with_suffix(".md").read_text()
+    epochs = ", ".join(str(modelfile.read_spec(m).metrics["best_epoch"]) for m in members)
+    assert "| Trained | 2 members: " in card and f"best epochs {epochs} of 3 |" in card
+    # the int8 file gives what the float network gives, within quantisation
+    int8 = Classifier(out.read_bytes(), spec).predict(windows)
+    np.testing.assert_allclose(int8, combined.predict(windows, verbose=0), atol=INT8_TOLERANCE)
+
+
+def test_ensemble_refuses_members_that_cannot_be_averaged(ensemble, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from spotter.cli import main
+
+    members, _ = ensemble
+    other_labels = tmp_path / "other.tflite"
+    spec = modelfile.read_spec(members[1])
+    config = dict(spec.training["config"], labels=["yes", "_unknown_", "_silence_"])
+    tflite, _ = modelfile.read(members[1])
+    modelfile.write(other_labels, tflite, spec.replace(training=dict(spec.training, config=config)))
+    other_labels.with_suffix(".keras").write_bytes(members[1].with_suffix(".keras").read_bytes())
+    assert main(["train", "--ensemble", str(members[0]), str(other_labels), "-o", str(tmp_path / "x.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert "differ in labels" in err and err.count("\n") == 1
+    lonely = tmp_path / "lonely.tflite"
+    lonely.write_bytes(members[0].read_bytes())
+    assert main(["train", "--ensemble", str(members[0]), str(lonely), "-o", str(tmp_path / "y.tflite")]) == 2
+    assert "lonely.keras is not beside it" in capsys.readouterr().err
+    assert main(["train", "--ensemble", str(members[0]), "-o", str(tmp_path / "z.tflite")]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in ("x.tflite", "y.tflite", "z.tflite"))

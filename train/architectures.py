@@ -251,12 +251,27 @@ def build(name: str, window_frames: int, n_mels: int, n_classes: int, mean: np.n
     return factory(window_frames, n_mels, n_classes, mean, std)
 
 
+def ensemble(members: list[keras.Model]) -> keras.Model:
+    """One network that runs every member on the same input and averages their logits (the geometric mean of
+    their posteriors, renormalised): its `LOGITS` layer is that average, so export and training code treat it
+    like any single architecture. Each member keeps its own input normalisation."""
+    if len({tuple(m.inputs[0].shape) for m in members}) != 1:
+        raise ValueError("ensemble members take inputs of different shapes")
+    inputs = keras.Input(shape=members[0].inputs[0].shape[1:], name="logmel")
+    logits = [keras.Model(m.inputs, m.get_layer(LOGITS).output, name=f"member{k}")(inputs) for k, m in enumerate(members)]
+    averaged = layers.Average(name=LOGITS)(logits)
+    return keras.Model(inputs, layers.Softmax(name="posteriors")(averaged), name=f"ensemble{len(members)}")
+
+
 def count_multiplies(model: keras.Model) -> int:
     """Multiplies per inference in convolutions (any dilation or grouping), dense layers, and sub-spectral
     norm's scaling (batch norm folds into the convolutions at export; SSN cannot, its scale varies over
     frequency). Activations, pooling and the input normalisation are not counted."""
     total = 0
     for layer in model.layers:
+        if isinstance(layer, keras.Model):  # an ensemble's members
+            total += count_multiplies(layer)
+            continue
         shape = layer.output.shape
         positions = int(np.prod(shape[1:-1]))
         if isinstance(layer, (layers.DepthwiseConv1D, layers.DepthwiseConv2D)):

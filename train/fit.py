@@ -298,8 +298,10 @@ def set_thresholds(
 def write(
     config: TrainConfig, output: Path, material: Material, fitted: Fitted, exported: dict[str, bytes],
     spec: ModelSpec, metrics: dict[str, Any], streaming: dict[str, Any] | None, started: float,
+    members: list[dict[str, Any]] | None = None,
 ) -> Result:
-    """The model file with its metadata, the Keras network, the report, confusion and DET plots and the card."""
+    """The model file with its metadata, the Keras network, the report, confusion and DET plots and the card;
+    `members`: an ensemble's trained models (train/ensemble.py), each with the command that made it."""
     chosen = config.quantize
     training = {
         "config": config.to_dict(),
@@ -310,6 +312,7 @@ def write(
         "multiplies": fitted.multiplies,
         "seconds": round(time.time() - started, 1),
         "keras": keras.__version__,
+        **({"members": members} if members else {}),
     }
     headline = {
         "parameters": fitted.parameters,
@@ -331,7 +334,7 @@ def write(
     write_text(Path(f"{stem}.report.json"), json.dumps({"training": training, "metrics": metrics}, indent=1))
     report.save_confusion(
         metrics[f"{chosen}_validation"], Path(f"{stem}.confusion.png"), Path(f"{stem}.confusion.json"),
-        f"{config.architecture} ({chosen}), validation speakers",
+        f"{spec.architecture} ({chosen}), validation speakers",
     )
     if streaming is not None and config.tune is not None:
         report.save_det(streaming["det"], streaming["operating_points"], Path(f"{stem}.det.png"),

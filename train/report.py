@@ -142,6 +142,15 @@ def kept_notes(card: Path) -> str:
     return "" if at < 0 else text[at + len(KEEP_MARK):].lstrip("\n")
 
 
+def _trained_row(training: dict[str, Any], metrics: dict[str, Any], config: Any) -> str:
+    members = training.get("members", [])
+    if not members:
+        return f"| Trained | {training['seconds'] / 60:.0f} min, best epoch {metrics['best_epoch']} of {config.epochs} |"
+    minutes = " + ".join(f"{(m.get('seconds') or 0) / 60:.0f}" for m in members)
+    epochs = ", ".join(str(m.get("best_epoch")) for m in members)
+    return f"| Trained | {len(members)} members: {minutes} min, best epochs {epochs} of {config.epochs} |"
+
+
 def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any], config: Any) -> None:
     """The model card: what the model is, what it was trained on, how it scores on held-back data, and the
     command that made it. Everything in it is also in the model file's metadata."""
@@ -162,7 +171,7 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
         f"({spec.features.sample_rate} Hz, {config.window_ms:g} ms window) |",
         f"| Decision (in the file) | hop {decision.hop_ms:g} ms, smoothing {decision.smoothing_ms:g} ms, "
         f"refractory {decision.refractory_ms:g} ms; thresholds {thresholds} |",
-        f"| Trained | {training['seconds'] / 60:.0f} min, best epoch {metrics['best_epoch']} of {config.epochs} |",
+        _trained_row(training, metrics, config),
         "",
         "## Data",
         "",
@@ -219,6 +228,9 @@ def write_card(path: Path, model_path: Path, spec: Any, metrics: dict[str, Any],
                          f"{_ms(o['latency_median_s'])} / {_ms(o['latency_p90_s'])} |")
         lines += ["", f"![DET curve, validation streams]({path.with_suffix('').name}.det.png)"]
     lines += ["", "## Reproduce", ""]
+    member_commands = [m["command"] for m in training.get("members", []) if m.get("command")]
+    if member_commands:
+        lines += ["Train each member, then combine them:", "", "```", *member_commands, "```", ""]
     if command:
         lines += ["```", command, "```", ""]
     lines += [f"`spotter info --full {model_path}` prints every setting stored in the model file.", "", KEEP_MARK, ""]

@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue an interrupted run from its last epoch (the <output>.run folder it made); "
                         "its stored settings are used and other options are ignored")
+    parser.add_argument("--ensemble", nargs="+", type=Path, metavar="MODEL",
+                        help="combine models trained by spotter train (each with its .keras beside it; same data, "
+                        "labels, window and features) into one --output that averages their class scores; the first "
+                        "model's settings decide the clips it is measured on; other options are ignored")
     parser.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
                         help="set thresholds on held-back streams at 0.5 false alarms/h and measure them (else: "
                         "from held-back clips)")
@@ -106,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
             except checkpoint.CheckpointError as exc:
                 raise CommandError(str(exc)) from None
             fit.train(config, output, resume=True)
+        elif args.ensemble is not None:
+            training_module("ensemble", "train").combine(args.ensemble, args.output)
         else:
             fit.train(config_of(args), args.output)
     except (CommandError, FileNotFoundError, ValueError) as exc:
