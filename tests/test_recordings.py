@@ -210,3 +210,16 @@ def test_labels_of_long_events_are_lasting() -> None:
              Span(0, 2 * RATE, "saw")]
     assert lasting_labels(spans, ("rain", "dog", "saw", "bell"), RATE) == ("rain", "saw")
     assert lasting_labels(spans, ("rain", "dog", "saw"), 2 * RATE) == ()
+
+
+def test_event_stride_spaces_the_windows_that_hold_an_event(tmp_path: Path) -> None:
+    """A 375 ms knock in a 1 s window fits at 625 ms of start positions: 13 windows 50 ms apart, 4 or 5 at 150 ms
+    (by where the grid falls); the negatives keep their own spacing (about every 500 ms) whatever the stride."""
+    _knocks(tmp_path, "day1", 30)
+    fine, wide = (load_pool([tmp_path], ("knock", UNKNOWN), RATE, RATE, 0.0, 0.0, event_stride_ms=ms)
+                  for ms in (50.0, 150.0))
+    knocks = 9
+    assert int(np.sum(fine.label_index == 0)) == 13 * knocks
+    assert 4 * knocks <= int(np.sum(wide.label_index == 0)) <= 5 * knocks
+    negatives = [int(np.sum(pool.label_index == 1)) for pool in (fine, wide)]
+    assert abs(negatives[0] - negatives[1]) <= 0.15 * negatives[0]

@@ -17,7 +17,7 @@ from spotter.features import LogMel
 from .audio import AUDIO_SUFFIXES, cut_window, read_audio
 from .augment import noise_segments
 from .options import DEFAULT_LABELS, SPLITS
-from .recordings import HeldBack, Span, annotated_windows, find_audio, find_recordings, lasting_labels
+from .recordings import POSITIVE_STRIDE_MS, HeldBack, Span, annotated_windows, find_audio, find_recordings, lasting_labels
 
 BACKGROUND_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
@@ -168,6 +168,7 @@ def load_pool(
     test_pct: float = 10.0,
     max_per_word: int | None = None,
     negatives: Sequence[Path | str] = (),
+    event_stride_ms: float = POSITIVE_STRIDE_MS,
 ) -> Pool:
     """Everything training reads, as fixed-length rows.
 
@@ -176,7 +177,8 @@ def load_pool(
     file of the same name (cut into labelled windows, `recordings.annotated_windows`). Words in `labels` are
     keywords, other words `_unknown_`, `_silence_` clips silence. Everything in a `negatives` folder is
     `_unknown_`: the clips in its word subfolders, and every window of the long recordings directly inside it
-    (running speech, a day of a room with no events). `max_per_word` takes a small slice (for tests).
+    (running speech, a day of a room with no events). `max_per_word` takes a small slice (for tests);
+    `event_stride_ms` spaces the windows that hold an event whole.
     """
     roots = as_paths(sources)
     negative_roots = as_paths(negatives) if negatives else []
@@ -214,7 +216,7 @@ def load_pool(
     whole = any(recording.whole_split for recording, negative in recordings if not negative)
     for recording, negative in recordings:
         shares = (0.0, 0.0) if whole else (validation_pct, test_pct)
-        cut = annotated_windows(recording, labels, sample_rate, length, *shares, negative)
+        cut = annotated_windows(recording, labels, sample_rate, length, *shares, negative, event_stride_ms)
         rows.append(cut.audio)
         row_labels.extend(cut.labels)
         words.extend(cut.labels)

@@ -128,7 +128,8 @@ def load(config: TrainConfig) -> Material:
                          + f"; labels {', '.join(config.labels)}")
     with report.console.status("decoding clips"):
         pool = load_pool(list(config.data), tuple(config.labels), config.features.sample_rate, window,
-                         config.validation_pct, config.test_pct, config.max_per_word, list(config.negatives))
+                         config.validation_pct, config.test_pct, config.max_per_word, list(config.negatives),
+                         config.event_stride_ms)
     summary = pool.summary()
     report.console.print(
         f"{pool.audio.shape[0]} clips; speakers train/validation/test: "

@@ -79,6 +79,9 @@ class TrainConfig:
     augment: AugmentConfig = AugmentConfig()
     decision: DecisionConfig = DecisionConfig()
     window_ms: float = documented(1000.0, "the model's input window", minimum="positive")
+    event_stride_ms: float = documented(
+        50.0, "annotated recordings: windows holding an event whole start this far apart (the time shift still "
+        "moves each); wider strides fit more recordings in memory", minimum="positive")
     tune: TuneSettings | None = TuneSettings()
     """Thresholds set on held-back streams (None: from held-back clips only)."""
 

@@ -24,7 +24,7 @@ ALIGNMENT_SETTINGS = ("FRAME_MS", "BAND_HZ", "FLOOR_PERCENTILE", "SEED_BELOW_PEA
 def settings() -> dict[str, object]:
     """The alignment and window-labelling constants, recorded in every model's training metadata."""
     values = {name: getattr(audio_files, name) for name in ALIGNMENT_SETTINGS}
-    values.update(POSITIVE_STRIDE_MS=POSITIVE_STRIDE_MS, NEGATIVE_STRIDE_MS=NEGATIVE_STRIDE_MS)
+    values.update(NEGATIVE_STRIDE_MS=NEGATIVE_STRIDE_MS)
     return {name.lower(): value for name, value in values.items()}
 
 
@@ -102,7 +102,8 @@ def read_recording(recording: Recording, sample_rate: int) -> tuple[np.ndarray, 
 
 
 POSITIVE_STRIDE_MS = 50.0
-"""Windows holding an event whole are taken every 50 ms: the event at every position the model will see it."""
+"""Windows holding an event whole are taken this far apart by default (`TrainConfig.event_stride_ms`): the event at
+every position the model will see it."""
 NEGATIVE_STRIDE_MS = 500.0
 """Windows clear of events are taken every 500 ms: plenty of negatives without an hour of audio filling memory."""
 
@@ -188,6 +189,7 @@ def annotated_windows(
     validation_pct: float,
     test_pct: float,
     negative: bool = False,
+    positive_stride_ms: float = POSITIVE_STRIDE_MS,
 ) -> Windows:
     """Cut an annotated recording into training rows (see `window_label`); events of labels the model does not
     have count as background, and so does everything in a `negative` recording (every window `_unknown_`). Each
@@ -200,8 +202,8 @@ def annotated_windows(
         first, second = split_points(audio.size, spans, validation_pct, test_pct)
     else:
         first, second = (0, audio.size) if held == "validation" else (0, 0)
-    positive_stride = max(1, ms_to_samples(POSITIVE_STRIDE_MS, sample_rate))
-    negative_every = max(1, int(round(NEGATIVE_STRIDE_MS / POSITIVE_STRIDE_MS)))
+    positive_stride = max(1, ms_to_samples(positive_stride_ms, sample_rate))
+    negative_every = max(1, int(round(NEGATIVE_STRIDE_MS / positive_stride_ms)))
     rows: list[np.ndarray] = []
     out_labels: list[str] = []
     out_splits: list[str] = []

@@ -17,7 +17,7 @@ CONFIG_FLAGS = (
     "window_ms", "architecture", "epochs", "per_class", "unknown_weight", "hard_negative_share", "label_smoothing",
     "augment.shift_ms", "augment.keyword_inside", "augment.context", "augment.partial_keywords",
     "augment.snr_db_min", "augment.snr_db_max", "batch_size", "learning_rate", "quantize", "seed", "max_per_word",
-    "steps_per_epoch", "features.compression", "features.noise_floor", "feature_variants", "refresh_epochs",
+    "steps_per_epoch", "features.compression", "features.noise_floor", "feature_variants", "refresh_epochs", "event_stride_ms",
 )
 NEGATIVE_MINUTES_PER_KEYWORD_MINUTE = TuneSettings().negative_minutes / TuneSettings().keyword_minutes
 
