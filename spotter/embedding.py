@@ -1,7 +1,8 @@
 """Embeddings: the activations a model's classifier layer reads, one row per window the engine scores.
 
 The layer before the classifier is found in the graph itself, not recorded at export: it is the input tensor of the
-last FULLY_CONNECTED op. The interpreter is built with LiteRT's `experimental_preserve_all_tensors` so that tensor
+FULLY_CONNECTED op that gives the class scores (of each such op, side by side, in an ensemble whose members' scores
+are averaged; else of the last FULLY_CONNECTED op). The interpreter is built with LiteRT's `experimental_preserve_all_tensors` so that tensor
 is still readable after `invoke`, and it is dequantised with its own scale and zero point. This needs no re-export
 and works for every model already shipped; a graph without a FULLY_CONNECTED op is refused in one line.
 
@@ -16,7 +17,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -50,9 +51,11 @@ class Embedder(Classifier):
         ops_details = getattr(self._interpreter, "_get_ops_details", None)
         if ops_details is None:
             raise ModelFileError("this TFLite interpreter cannot list a model's ops; spotter embed needs ai-edge-litert")
-        index = classifier_input(ops_details())
-        self.tensor = next(t for t in self._interpreter.get_tensor_details() if t["index"] == index)
-        self.width = int(np.prod(self.tensor["shape"][1:]))
+        details = {t["index"]: t for t in self._interpreter.get_tensor_details()}
+        indices = classifier_inputs(ops_details(), lambda index: int(details[index]["shape"][-1]), len(spec.labels))
+        self.tensors = [details[index] for index in indices]
+        self.widths = [int(np.prod(t["shape"][1:])) for t in self.tensors]
+        self.width = sum(self.widths)
         self.rows: list[np.ndarray] = []
         """One (batch, width) block per `predict` call since the last `clear`."""
 
@@ -61,8 +64,9 @@ class Embedder(Classifier):
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         posteriors = super().predict(windows)
-        raw = self._interpreter.get_tensor(self.tensor["index"]).reshape(windows.shape[0], self.width)
-        self.rows.append(dequantize(raw, self.tensor["quantization"]))
+        parts = [dequantize(self._interpreter.get_tensor(t["index"]).reshape(windows.shape[0], width), t["quantization"])
+                 for t, width in zip(self.tensors, self.widths)]
+        self.rows.append(np.concatenate(parts, axis=1))
         return posteriors
 
     def embeddings(self) -> np.ndarray:
@@ -70,13 +74,16 @@ class Embedder(Classifier):
         return np.concatenate(self.rows) if self.rows else np.zeros((0, self.width), dtype=np.float32)
 
 
-def classifier_input(ops: list[dict[str, Any]]) -> int:
-    """Tensor index of the input of the graph's last FULLY_CONNECTED op: the layer before the classifier."""
+def classifier_inputs(ops: list[dict[str, Any]], width_of: Callable[[int], int], n_labels: int) -> list[int]:
+    """Tensor indices of the layer before the classifier: the inputs of the FULLY_CONNECTED ops whose outputs are
+    the class scores (`width_of` a tensor index is its last dimension), one per ensemble member, in graph order;
+    when no dense op gives exactly one score per label, the input of the last one."""
     dense = [op for op in ops if op.get("op_name") == CLASSIFIER_OP]
     if not dense:
         raise ModelFileError(f"the model's graph has no {CLASSIFIER_OP} op, so there is no layer before a classifier "
                              "to read: spotter embed works with models whose last layer is dense")
-    return int(dense[-1]["inputs"][0])
+    heads = [op for op in dense if width_of(int(op["outputs"][0])) == n_labels] or dense[-1:]
+    return [int(op["inputs"][0]) for op in heads]
 
 
 def dequantize(values: np.ndarray, quantization: tuple[float, int]) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 
 from spotter import modelfile
 from spotter.cli import main
-from spotter.embedding import Embedder, centred, classifier_input, embed_file, embed_files
+from spotter.embedding import Embedder, centred, classifier_inputs, embed_file, embed_files
 from spotter.engine import Spotter
 from spotter.features import LogMel
 from spotter.labels import read_labels
@@ -81,9 +81,9 @@ def real_values(interpreter: Any, index: int) -> np.ndarray:
 def test_embedding_is_what_the_classifier_layer_reads(embedder: Embedder, demo: np.ndarray) -> None:
     """The dequantised rows, put through the last dense layer's own weights, give the model's posteriors."""
     interpreter = embedder._interpreter
-    dense = next(op for op in reversed(interpreter._get_ops_details()) if op["op_name"] == "FULLY_CONNECTED")
-    assert dense["inputs"][0] == embedder.tensor["index"]
-    weights, bias = (real_values(interpreter, i) for i in dense["inputs"][1:3])
+    heads = [op for op in interpreter._get_ops_details()
+             if op["op_name"] == "FULLY_CONNECTED" and op["inputs"][0] in {t["index"] for t in embedder.tensors}]
+    assert len(heads) == len(embedder.tensors) >= 1
     spec = embedder.spec
     windows = np.stack([demo[start : start + spec.window_samples] for start in (0, 20000, 150000, 400000)])
     frames = LogMel(spec.features).compute_batch(windows)
@@ -92,18 +92,30 @@ def test_embedding_is_what_the_classifier_layer_reads(embedder: Embedder, demo: 
     posteriors = embedder.predict(frames)
     rows = embedder.embeddings()
     assert rows.shape == (len(windows), embedder.width)
-    recomputed = softmax(rows @ weights.T + bias)
+    logits, column = [], 0
+    for head, width in zip(heads, embedder.widths):  # an ensemble's members' scores are averaged
+        weights, bias = (real_values(interpreter, i) for i in head["inputs"][1:3])
+        logits.append(rows[:, column : column + width] @ weights.T + bias)
+        column += width
+    recomputed = softmax(np.mean(logits, axis=0))
     np.testing.assert_allclose(recomputed, posteriors, atol=0.03)
     assert len(set(posteriors.argmax(axis=1).tolist())) > 1, "the windows hold different things"
     assert posteriors.argmax(axis=1).tolist() == recomputed.argmax(axis=1).tolist()
 
 
-def test_a_graph_without_a_dense_layer_is_refused() -> None:
-    ops = [{"op_name": "CONV_2D", "inputs": [0, 1, 2]}, {"op_name": "MEAN", "inputs": [3, 4]}]
+def test_the_classifier_layers_are_found_in_the_graph() -> None:
+    """The dense ops that give one score per label (an ensemble has one per member); else the last dense op; none
+    refused."""
+    ops = [{"op_name": "CONV_2D", "inputs": [0, 1, 2], "outputs": [3]}, {"op_name": "MEAN", "inputs": [3, 4], "outputs": [5]}]
+    widths = {9: 12, 10: 64, 11: 12, 12: 12}.__getitem__
     with pytest.raises(ModelFileError, match="no FULLY_CONNECTED op"):
-        classifier_input(ops)
-    assert classifier_input([*ops, {"op_name": "FULLY_CONNECTED", "inputs": [5, 6, 7]},
-                             {"op_name": "FULLY_CONNECTED", "inputs": [8, 6, 7]}]) == 8
+        classifier_inputs(ops, widths, 12)
+    hidden = {"op_name": "FULLY_CONNECTED", "inputs": [5, 6, 7], "outputs": [10]}
+    members = [{"op_name": "FULLY_CONNECTED", "inputs": [8, 6, 7], "outputs": [11]},
+               {"op_name": "FULLY_CONNECTED", "inputs": [13, 6, 7], "outputs": [12]}]
+    assert classifier_inputs([*ops, hidden, members[0]], widths, 12) == [8]
+    assert classifier_inputs([*ops, hidden, *members], widths, 12) == [8, 13]
+    assert classifier_inputs([*ops, members[0], hidden], widths, 3) == [5]  # no 3-wide head: the last dense op
 
 
 def test_cli_refuses_a_model_without_a_dense_layer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -200,6 +200,11 @@ def test_ensemble_averages_its_members_logits(ensemble) -> None:  # type: ignore
     # the int8 file gives what the float network gives, within quantisation
     int8 = Classifier(out.read_bytes(), spec).predict(windows)
     np.testing.assert_allclose(int8, combined.predict(windows, verbose=0), atol=INT8_TOLERANCE)
+    # spotter embed reads every member's classifier input, side by side
+    from spotter.embedding import Embedder
+
+    embedder = Embedder(*modelfile.read(out))
+    assert len(embedder.tensors) == 2 and embedder.width == 2 * embedder.widths[0]
 
 
 def test_ensemble_refuses_members_that_cannot_be_averaged(ensemble, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

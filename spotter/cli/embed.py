@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     table = embed_files(embedder, [Path(p) for p in args.inputs], args.per_file, decision, notify=_notify)
     write_table(table, output)
     rows = f"{len(table)} row{'' if len(table) == 1 else 's'}"
-    print(f"spotter embed: wrote {rows} of {table.width} features ({model_path.name}: input of its last "
-          f"{CLASSIFIER_OP} op, tensor {embedder.tensor['name']!r}) to {output}", file=sys.stderr)
+    print(f"spotter embed: wrote {rows} of {table.width} features ({model_path.name}: input of its classifier "
+          f"{CLASSIFIER_OP} op{'s' if len(embedder.tensors) > 1 else ''}, "
+          f"{', '.join(repr(t['name']) for t in embedder.tensors)}) to {output}", file=sys.stderr)
     return 0
