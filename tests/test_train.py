@@ -140,14 +140,17 @@ def test_interrupted_run_resumes_to_the_same_model(trained, tmp_path: Path, monk
             raise KeyboardInterrupt  # Ctrl-C right after the second epoch's checkpoint
 
     monkeypatch.setattr(checkpoint, "save", interrupted)
+    monkeypatch.setattr(report, "command_line", lambda: "spotter train --epochs 3 -o m.tflite")
     out = tmp_path / "stopped" / "m.tflite"
     with pytest.raises(KeyboardInterrupt):
         train(config, out)
+    monkeypatch.setattr(report, "command_line", lambda: "spotter train --resume stopped/m.run")
     run = checkpoint.run_dir(out)
     assert checkpoint.Progress(**json.loads((run / checkpoint.PROGRESS).read_text())).epochs_done == 2
     assert not out.exists()
     monkeypatch.setattr(checkpoint, "save", save)
     assert main(["train", "--resume", str(run)]) == 0
+    assert modelfile.read_spec(out).training["command"] == "spotter train --epochs 3 -o m.tflite"  # what made it
     resumed = json.loads(out.with_suffix(".report.json").read_text())["metrics"]
     expected = straight.metrics
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in expected["history"]]

@@ -51,9 +51,10 @@ class Progress:
     hard_rows: list[int] = field(default_factory=list)
 
 
-def start(run: Path, config: TrainConfig, output: Path) -> None:
+def start(run: Path, config: TrainConfig, output: Path, command: str | None = None) -> None:
     run.mkdir(parents=True, exist_ok=True)
-    write_atomic(run / CONFIG, json.dumps({"config": config.to_dict(), "output": str(output)}, indent=1).encode())
+    stored = {"config": config.to_dict(), "output": str(output), "command": command}
+    write_atomic(run / CONFIG, json.dumps(stored, indent=1).encode())
     (run / PROGRESS).unlink(missing_ok=True)
 
 
@@ -66,6 +67,15 @@ def load_config(run: Path) -> tuple[TrainConfig, Path]:
         raise CheckpointError(f"{run} is not a training run folder (no {CONFIG})") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{run / CONFIG} is damaged: {exc}") from None
+
+
+def load_command(run: Path) -> str | None:
+    """The command that started the run (for its card: a resumed run was made by that command, not by `--resume`)."""
+    try:
+        command = json.loads((run / CONFIG).read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return command if isinstance(command, str) else None
 
 
 def _arrays(values: list[np.ndarray]) -> bytes:

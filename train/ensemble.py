@@ -5,7 +5,8 @@ for it, and networks trained from different seeds put different words at the top
 keywords score high in all of them; averaging the members' logits lowers the tail more than the keywords (deep
 ensembles, Lakshminarayanan et al., NeurIPS 2017). Members are trained as ordinary runs (each resumable, in
 parallel or across sessions) and combined afterwards; the combined model is exported, measured and written by the
-same steps as one network (`fit.export_and_measure`, `fit.set_thresholds`, `fit.write`).
+same steps as one network (`fit.export_and_measure`, `fit.set_thresholds`, `fit.write`); int8 is calibrated on
+training clips as they are, not on an augmented epoch (`fit.load`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def combine(paths: list[Path], output: Path) -> Result:
     model = architectures.ensemble([m.network for m in members])
     report.console.print(f"[bold]spotter train --ensemble[/]: {name}, {architectures.count_parameters(model):,} "
                          f"parameters, {architectures.count_multiplies(model):,} multiplies per inference")
-    material = load(config)
+    material = load(config, augmented=False)
     fitted = Fitted(
         model, history=[], best_epoch=max(int(m.metrics.get("best_epoch", -1)) for m in members),
         parameters=architectures.count_parameters(model), multiplies=architectures.count_multiplies(model),
@@ -91,5 +92,5 @@ def combine(paths: list[Path], output: Path) -> Result:
     ]
     decision, streaming = set_thresholds(config, material, exported[config.quantize], base_spec, metrics)
     spec = base_spec.replace(decision=decision, architecture=name)
-    return write(config, output, material, fitted, exported, spec, metrics, streaming, started,
+    return write(config, output, material, fitted, exported, spec, metrics, streaming, started, report.command_line(),
                  members=metrics["members"])

@@ -80,12 +80,12 @@ def suggest_thresholds(posteriors: np.ndarray, truth: np.ndarray, labels: tuple[
 @dataclass
 class Material:
     """What training reads: the decoded pool, the clip-level validation and test sets, and the epoch sampler with
-    its first epoch (which also sets the input normalisation and calibrates int8)."""
+    its first epoch (which also sets the input normalisation and calibrates int8; no sampler when only exporting)."""
 
     pool: Pool
     validation: EvalSet
     test: EvalSet
-    sampler: EpochSampler
+    sampler: EpochSampler | None
     first: tuple[np.ndarray, np.ndarray]
     window_frames: int
 
@@ -108,18 +108,22 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
     Every epoch is checkpointed in `checkpoint.run_dir(output)`; with `resume` the run continues from there."""
     started = time.time()
     run = checkpoint.run_dir(output)
+    command = checkpoint.load_command(run) if resume else report.command_line()
     if not resume:
-        checkpoint.start(run, config, output)
+        checkpoint.start(run, config, output, command)
     keras.utils.set_random_seed(config.seed)
     material = load(config)
     fitted = fit(config, material, run, resume)
     exported, base_spec, metrics = export_and_measure(config, material, fitted)
     decision, streaming = set_thresholds(config, material, exported[config.quantize], base_spec, metrics)
     return write(config, output, material, fitted, exported, base_spec.replace(decision=decision), metrics, streaming,
-                 started)
+                 started, command)
 
 
-def load(config: TrainConfig) -> Material:
+def load(config: TrainConfig, augmented: bool = True) -> Material:
+    """The pool, the clip-level sets and the first epoch. Without `augmented` (an ensemble of networks already
+    trained, train/ensemble.py) no epoch sampler is built, and `first` holds the training clips as they are: the
+    sampler's cache of several variants per clip is most of training's memory (12 GB for the event scenes)."""
     frontend = LogMel(config.features)
     window = ms_to_samples(config.window_ms, config.features.sample_rate)
     window_frames = config.features.frames_for(window)
@@ -138,6 +142,11 @@ def load(config: TrainConfig) -> Material:
     eval_rng = np.random.default_rng(EVAL_SEED)
     validation = eval_set(pool, "validation", frontend, eval_rng)
     test = eval_set(pool, "test", frontend, eval_rng)
+    if not augmented:
+        rows = pool.indices("train")
+        rows = np.sort(np.random.default_rng(config.seed).choice(rows, min(REPRESENTATIVE_WINDOWS, rows.size), replace=False))
+        first = (frontend.compute_batch(pool.audio[rows].astype(np.float64)).astype(np.float32), pool.label_index[rows])
+        return Material(pool, validation, test, None, first, window_frames)
     with report.console.status("caching augmented variants of the training clips"):
         sampler = EpochSampler(pool, config, frontend)
         first = sampler.epoch(config.seed * 1000, 0)
@@ -168,6 +177,7 @@ def fit(config: TrainConfig, material: Material, run: Path, resume: bool) -> Fit
     """The epoch loop: data drawn in a worker process while Keras fits, hard negatives mined, every epoch checkpointed,
     the best epoch by `Selection` kept."""
     first, sampler, validation = material.first, material.sampler, material.validation
+    assert sampler is not None, "fitting draws its epochs from the sampler"
     mean = first[0].mean(axis=(0, 1))
     std = first[0].std(axis=(0, 1)) + 1e-3
     n_labels = len(config.labels)
@@ -298,7 +308,7 @@ def set_thresholds(
 
 def write(
     config: TrainConfig, output: Path, material: Material, fitted: Fitted, exported: dict[str, bytes],
-    spec: ModelSpec, metrics: dict[str, Any], streaming: dict[str, Any] | None, started: float,
+    spec: ModelSpec, metrics: dict[str, Any], streaming: dict[str, Any] | None, started: float, command: str | None,
     members: list[dict[str, Any]] | None = None,
 ) -> Result:
     """The model file with its metadata, the Keras network, the report, confusion and DET plots and the card;
@@ -308,7 +318,7 @@ def write(
         "config": config.to_dict(),
         "data_summary": material.pool.summary(),
         "recordings": recordings.settings(),
-        "command": report.command_line(),
+        "command": command,
         "parameters": fitted.parameters,
         "multiplies": fitted.multiplies,
         "seconds": round(time.time() - started, 1),
