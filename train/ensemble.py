@@ -5,8 +5,8 @@ for it, and networks trained from different seeds put different words at the top
 keywords score high in all of them; averaging the members' logits lowers the tail more than the keywords (deep
 ensembles, Lakshminarayanan et al., NeurIPS 2017). Members are trained as ordinary runs (each resumable, in
 parallel or across sessions) and combined afterwards; the combined model is exported, measured and written by the
-same steps as one network (`fit.export_and_measure`, `fit.set_thresholds`, `fit.write`); int8 is calibrated on
-training clips as they are, not on an augmented epoch (`fit.load`).
+same steps as one network (`fit.export_and_measure`, `fit.set_thresholds`, `fit.write`); int8 is calibrated on an
+augmented epoch drawn from a sample of the training clips (`fit.load`).
 """
 
 from __future__ import annotations
