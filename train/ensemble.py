@@ -76,21 +76,21 @@ def combine(paths: list[Path], output: Path) -> Result:
     names = sorted({m.config.architecture for m in members})
     name = f"ensemble of {len(members)} {'+'.join(names)}"
     model = architectures.ensemble([m.network for m in members])
-    report.console.print(f"[bold]spotter train --ensemble[/]: {name}, {architectures.count_parameters(model):,} "
-                         f"parameters, {architectures.count_multiplies(model):,} multiplies per inference")
-    material = load(config, augmented=False)
     fitted = Fitted(
         model, history=[], best_epoch=max(int(m.metrics.get("best_epoch", -1)) for m in members),
         parameters=architectures.count_parameters(model), multiplies=architectures.count_multiplies(model),
     )
+    report.console.print(f"[bold]spotter train --ensemble[/]: {name}, {fitted.parameters:,} parameters, "
+                         f"{fitted.multiplies:,} multiplies per inference")
+    material = load(config, export_only=True)
     exported, base_spec, metrics = export_and_measure(config, material, fitted)
-    metrics["members"] = [
+    decision, streaming = set_thresholds(config, material, exported[config.quantize], base_spec, metrics)
+    spec = base_spec.replace(decision=decision, architecture=name)
+    summaries = [
         {"path": str(m.path), "command": m.training.get("command"), "best_epoch": m.metrics.get("best_epoch"),
          "seconds": m.training.get("seconds"), "seed": m.config.seed,
          "int8_validation_accuracy": m.metrics.get("int8_validation_accuracy")}
         for m in members
     ]
-    decision, streaming = set_thresholds(config, material, exported[config.quantize], base_spec, metrics)
-    spec = base_spec.replace(decision=decision, architecture=name)
     return write(config, output, material, fitted, exported, spec, metrics, streaming, started, report.command_line(),
-                 members=metrics["members"])
+                 members=summaries)

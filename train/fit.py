@@ -120,10 +120,11 @@ def train(config: TrainConfig, output: Path, resume: bool = False) -> Result:
                  started, command)
 
 
-def load(config: TrainConfig, augmented: bool = True) -> Material:
-    """The pool, the clip-level sets and the first epoch. Without `augmented` (an ensemble of networks already
-    trained, train/ensemble.py) `first` is drawn from a small sample of the training clips (`_training_sample`): the
-    sampler's cache of several variants per clip is most of training's memory (12 GB for the event scenes)."""
+def load(config: TrainConfig, export_only: bool = False) -> Material:
+    """The pool, the clip-level sets and the first epoch. With `export_only` (an ensemble of networks already
+    trained, train/ensemble.py) no sampler is kept and `first` is drawn from a small sample of the training clips
+    (`_training_sample`): the sampler's cache of several variants per clip is most of training's memory (12 GB for
+    the event scenes)."""
     frontend = LogMel(config.features)
     window = ms_to_samples(config.window_ms, config.features.sample_rate)
     window_frames = config.features.frames_for(window)
@@ -142,7 +143,7 @@ def load(config: TrainConfig, augmented: bool = True) -> Material:
     eval_rng = np.random.default_rng(EVAL_SEED)
     validation = eval_set(pool, "validation", frontend, eval_rng)
     test = eval_set(pool, "test", frontend, eval_rng)
-    if not augmented:
+    if export_only:
         with report.console.status("augmenting a sample of the training clips"):
             first = EpochSampler(_training_sample(pool, config.seed), config, frontend).epoch(config.seed * 1000, 0)
         return Material(pool, validation, test, None, first, window_frames)
