@@ -15,8 +15,8 @@ from spotter.train.data import speaker_of, split_of
 from .conftest import read_clip
 
 CLIPS_PER_WORD = 20
-"""Enough clips that a model of 95% clip accuracy cannot fail by chance (240 clips: a standard error of 1.4 points
-against 3.1 for 4 a word, at which such a model fell below 90% about one time in ten)."""
+"""Enough clips that a model of 95% clip accuracy fails only by rare chance (240 clips: below 90% about one time in
+two thousand; at 4 a word, 48 clips, about one time in eleven)."""
 
 
 def test_budget_and_metadata(shipped_model: Path) -> None:
