@@ -11,7 +11,7 @@ import pytest
 
 from spotter.features import LogMel
 from spotter.train.augment import DITHER, AugmentConfig, spec_augment
-from spotter.train.data import load_pool
+from spotter.train.data import EVAL_SEED, eval_set, load_pool, selection_set
 from spotter.train.options import TrainConfig
 from spotter.train.sampler import EpochSampler, FeatureCache
 
@@ -213,3 +213,22 @@ def test_context_and_cut_off_keywords_change_only_what_they_should(speech_comman
     assert not partial_plain.any()
     frames = EpochSampler(pool, options, LogMel(options.features)).epoch(seed=1)[0]
     assert np.isfinite(frames).all() and frames.shape[0] == rows.size
+
+
+def test_selection_set_is_the_validation_clips_clean_then_under_noise(speech_commands: Path) -> None:
+    pool = load_pool(speech_commands, max_per_word=12)
+    frontend = LogMel()
+    validation = eval_set(pool, "validation", frontend, np.random.default_rng(EVAL_SEED))
+    n = validation.truth.size
+    loud = selection_set(pool, frontend, snr_db=0.0)
+    np.testing.assert_array_equal(loud.truth, np.concatenate([validation.truth, validation.truth]))
+    np.testing.assert_array_equal(loud.frames[:n], validation.frames)
+    speech = validation.truth != pool.labels.index("_silence_")
+
+    def lift(snr_db: float) -> float:
+        """Mean rise of a word's log-mel energies under the noise (the noisy half against the clean half)."""
+        chosen = loud if snr_db == 0.0 else selection_set(pool, frontend, snr_db)
+        return float((chosen.frames[n:] - chosen.frames[:n])[speech].mean())
+
+    lifts = [lift(snr) for snr in (0.0, 20.0, 60.0)]
+    assert lifts[0] > lifts[1] > lifts[2] > 0.0  # louder noise lifts the quiet frames of a word more

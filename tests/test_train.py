@@ -34,7 +34,7 @@ def trained(speech_commands: Path, tmp_path_factory: pytest.TempPathFactory):  #
     config = dataclasses.replace(
         TrainConfig(), data=(str(speech_commands),), max_per_word=12, epochs=3, per_class=16, batch_size=16,
         steps_per_epoch=3, tune=TuneSettings(keyword_minutes=0.5, negative_minutes=0.5), mine_every=1,
-        feature_variants=2, refresh_epochs=2,
+        feature_variants=2, refresh_epochs=2, select_snr_db=10.0,
     )
     return train(config, out), out, config
 
@@ -54,6 +54,7 @@ def test_model_file_and_report(trained) -> None:  # type: ignore[no-untyped-def]
     assert "| validation/clean |" in card and "tiny.det.png" in card
     assert out.with_suffix(".det.png").read_bytes()[:4] == b"\x89PNG"
     assert spec.training["config"]["epochs"] == 3 and spec.training["config"]["hard_negative_share"] == 0.25
+    assert spec.training["config"]["select_snr_db"] == 10.0
     assert spec.training["recordings"]["bridge_ms"] > 0  # alignment settings travel with the model
     assert spec.training["data_summary"]["validation"]["speakers"] > 0
     assert spec.metrics["parameters"] == architectures.count_parameters(result.model)

@@ -15,7 +15,7 @@ from spotter.config import BACKGROUND_LABELS, SILENCE, UNKNOWN
 from spotter.features import LogMel
 
 from .audio import AUDIO_SUFFIXES, cut_window, read_audio
-from .augment import noise_segments
+from .augment import INT16_MAX, noise_segments, rms
 from .options import DEFAULT_LABELS, SPLITS
 from .recordings import POSITIVE_STRIDE_MS, HeldBack, Span, annotated_windows, find_audio, find_recordings, lasting_labels
 
@@ -264,9 +264,9 @@ class EvalSet:
     truth: np.ndarray
 
 
-def eval_set(pool: Pool, split: str, frontend: LogMel, rng: np.random.Generator) -> EvalSet:
-    """Real clips of one split as log-mel frames: every keyword clip, plus unknown words and silence at 10% of
-    the keyword count each (silence from the split's `_silence_` clips, topped up from held-out noise)."""
+def _eval_audio(pool: Pool, split: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Real clips of one split: every keyword clip, plus unknown words and silence at 10% of the keyword count each
+    (silence from the split's `_silence_` clips, topped up from held-out noise)."""
     keyword_rows = [pool.indices(split, label) for label in pool.labels if label not in BACKGROUND_LABELS]
     keywords = np.concatenate(keyword_rows) if keyword_rows else np.zeros(0, np.int64)
     extra = max(1, int(round(EVAL_EXTRA_FRACTION * keywords.size)), int(round(keywords.size / max(1, len(keyword_rows)))))
@@ -284,5 +284,23 @@ def eval_set(pool: Pool, split: str, frontend: LogMel, rng: np.random.Generator)
         gains = np.exp(rng.uniform(np.log(0.05), np.log(1.0), count))
         waves.append(noise_segments(pool.noise_eval, count, pool.audio.shape[1], rng) * gains[:, None])
         truth.append(np.full(clips.size + count, pool.labels.index(SILENCE)))
-    audio = np.concatenate(waves)
-    return EvalSet(frontend.compute_batch(audio).astype(np.float32), np.concatenate(truth))
+    return np.concatenate(waves), np.concatenate(truth)
+
+
+def eval_set(pool: Pool, split: str, frontend: LogMel, rng: np.random.Generator) -> EvalSet:
+    """`_eval_audio`'s clips as log-mel frames."""
+    audio, truth = _eval_audio(pool, split, rng)
+    return EvalSet(frontend.compute_batch(audio).astype(np.float32), truth)
+
+
+def selection_set(pool: Pool, frontend: LogMel, snr_db: float) -> EvalSet:
+    """The validation clips (drawn as `eval_set` draws them first with EVAL_SEED) twice: as they are, and under
+    held-out noise at `snr_db` below each clip's level. Epochs are judged on both: a one-word model gets every clean
+    clip right within a few epochs, and from then on clean clips cannot tell a noise-robust epoch from a fragile one."""
+    audio, truth = _eval_audio(pool, "validation", np.random.default_rng(EVAL_SEED))
+    rng = np.random.default_rng(EVAL_SEED + 1)
+    noise = noise_segments(pool.noise_eval, audio.shape[0], audio.shape[1], rng).astype(np.float64)
+    scale = rms(audio) / (rms(noise) * 10.0 ** (snr_db / 20.0))
+    noisy = np.clip(audio + noise * scale[:, None], -INT16_MAX - 1, INT16_MAX)
+    frames = frontend.compute_batch(np.concatenate([audio, noisy])).astype(np.float32)
+    return EvalSet(frames, np.concatenate([truth, truth]))

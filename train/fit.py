@@ -23,7 +23,7 @@ from spotter.metrics import clip_metrics
 from spotter.model import Classifier
 
 from . import architectures, checkpoint, export, recordings, report, tune
-from .data import EVAL_SEED, EvalSet, Pool, eval_set, load_pool
+from .data import EVAL_SEED, EvalSet, Pool, eval_set, load_pool, selection_set
 from .options import TrainConfig
 from .sampler import EpochSampler, EpochWorker
 
@@ -85,6 +85,8 @@ class Material:
     pool: Pool
     validation: EvalSet
     test: EvalSet
+    selection: EvalSet
+    """The clips that choose the kept epoch: `validation`, or it twice, clean and noisy (`select_snr_db`)."""
     sampler: EpochSampler | None
     first: tuple[np.ndarray, np.ndarray]
     window_frames: int
@@ -143,14 +145,15 @@ def load(config: TrainConfig, export_only: bool = False) -> Material:
     eval_rng = np.random.default_rng(EVAL_SEED)
     validation = eval_set(pool, "validation", frontend, eval_rng)
     test = eval_set(pool, "test", frontend, eval_rng)
+    chooser = validation if config.select_snr_db is None or export_only else selection_set(pool, frontend, config.select_snr_db)
     if export_only:
         with report.console.status("augmenting a sample of the training clips"):
             first = EpochSampler(_training_sample(pool, config.seed), config, frontend).epoch(config.seed * 1000, 0)
-        return Material(pool, validation, test, None, first, window_frames)
+        return Material(pool, validation, test, chooser, None, first, window_frames)
     with report.console.status("caching augmented variants of the training clips"):
         sampler = EpochSampler(pool, config, frontend)
         first = sampler.epoch(config.seed * 1000, 0)
-    return Material(pool, validation, test, sampler, first, window_frames)
+    return Material(pool, validation, test, chooser, sampler, first, window_frames)
 
 
 def _training_sample(pool: Pool, seed: int) -> Pool:
@@ -192,7 +195,7 @@ class Selection:
 def fit(config: TrainConfig, material: Material, run: Path, resume: bool) -> Fitted:
     """The epoch loop: data drawn in a worker process while Keras fits, hard negatives mined, every epoch checkpointed,
     the best epoch by `Selection` kept."""
-    first, sampler, validation = material.first, material.sampler, material.validation
+    first, sampler, validation = material.first, material.sampler, material.selection
     assert sampler is not None, "fitting draws its epochs from the sampler"
     mean = first[0].mean(axis=(0, 1))
     std = first[0].std(axis=(0, 1)) + 1e-3

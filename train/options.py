@@ -75,6 +75,10 @@ class TrainConfig:
     seed: int = documented(0, "seed of every random draw: the same seed and data give the same model")
     max_per_word: int | None = documented(None, "use at most this many clips a word (quick runs)", minimum="positive")
     steps_per_epoch: int | None = documented(None, "cap the steps of each epoch (quick runs)", minimum="positive")
+    select_snr_db: float | None = documented(
+        None, "judge each epoch on the validation clips both clean and under held-out noise this many dB below them "
+        "(a one-word model gets every clean clip right within a few epochs; from then on only noise tells epochs "
+        "apart)", name="--select-snr", metavar="DB")
     features: FeatureConfig = FeatureConfig()
     augment: AugmentConfig = AugmentConfig()
     decision: DecisionConfig = DecisionConfig()

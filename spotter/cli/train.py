@@ -18,6 +18,7 @@ CONFIG_FLAGS = (
     "augment.shift_ms", "augment.keyword_inside", "augment.context", "augment.partial_keywords",
     "augment.snr_db_min", "augment.snr_db_max", "batch_size", "learning_rate", "quantize", "seed", "max_per_word",
     "steps_per_epoch", "features.compression", "features.noise_floor", "feature_variants", "refresh_epochs", "event_stride_ms",
+    "select_snr_db",
 )
 NEGATIVE_MINUTES_PER_KEYWORD_MINUTE = TuneSettings().negative_minutes / TuneSettings().keyword_minutes
 
